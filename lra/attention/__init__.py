@@ -1,0 +1,13 @@
+"""Attention backends behind one interface, chosen by name (``attention=NAME`` on the command line).
+
+``create(name, num_heads=H, head_dim=d, **options)`` builds one; every backend maps
+``(q, k, v, key_padding_mask)`` of shape ``(batch, heads, length, head_dim)`` to an output of the same
+shape (see ``AttentionBackend``). Adding a backend is one module here, one ``conf/attention/NAME.yaml``
+and one test.
+"""
+
+from lra.attention import softmax  # noqa: F401  (registers the backend)
+from lra.attention.base import AttentionBackend
+from lra.attention.registry import UnknownBackendError, available, backend_class, create, options, register
+
+__all__ = ["AttentionBackend", "UnknownBackendError", "available", "backend_class", "create", "options", "register"]

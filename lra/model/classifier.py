@@ -1,0 +1,71 @@
+"""The LRA model: embedding -> encoder (any attention) -> pooling -> head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lra.data.base import TaskSpec
+from lra.model.config import ModelConfig
+from lra.model.embedding import InputEmbedding, PositionalEncoding
+from lra.model.encoder import Block
+from lra.model.heads import ClassifierHead, DualHead, pool
+
+
+class Encoder(nn.Module):
+    """Embeds a batch of sequences and runs the pre-norm blocks; returns (states, padding mask)."""
+
+    def __init__(self, spec: TaskSpec, cfg: ModelConfig, attention: str, attention_options: dict):
+        super().__init__()
+        vocab = spec.vocab_size if cfg.embedding in ("auto", "token") else None
+        if cfg.embedding == "token" and vocab is None:
+            raise ValueError(f"model.embedding=token needs token inputs, but task {spec.name} gives floats")
+        self.use_cls = cfg.pooling == "cls"
+        length = spec.max_length + int(self.use_cls)
+        self.embed = InputEmbedding(vocab, cfg.d_model, cfg.embedding_init_std)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d_model)) if self.use_cls else None
+        self.position = PositionalEncoding(cfg.pos_encoding, length, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(cfg.d_model, cfg.num_heads, cfg.qkv_dim or cfg.d_model, cfg.mlp_dim, cfg.dropout,
+                  cfg.attention_dropout, attention, attention_options, length)
+            for _ in range(cfg.num_layers)
+        )
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None):
+        x = self.embed(inputs)
+        if self.use_cls:  # LRA prepends a learned CLS vector, then adds position codes to all positions
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+            if padding_mask is not None:
+                padding_mask = torch.cat([padding_mask.new_zeros(x.shape[0], 1), padding_mask], dim=1)
+        x = self.drop(self.position(x))
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        return self.norm(x), padding_mask
+
+
+class LRAClassifier(nn.Module):
+    """Classifies one sequence, or a pair of sequences with a shared encoder (dual tasks)."""
+
+    def __init__(self, spec: TaskSpec, cfg: ModelConfig, attention: str, attention_options: dict | None = None):
+        super().__init__()
+        self.spec = spec
+        self.pooling = cfg.pooling
+        self.encoder = Encoder(spec, cfg, attention, dict(attention_options or {}))
+        if spec.dual:
+            self.head = DualHead(cfg.d_model, cfg.mlp_dim, spec.num_classes, cfg.dual_interaction)
+        else:
+            self.head = ClassifierHead(cfg.d_model, cfg.mlp_dim, spec.num_classes)
+
+    def encode(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        states, mask = self.encoder(inputs, padding_mask)
+        return pool(states, mask, self.pooling)
+
+    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.spec.dual:
+            return self.head(self.encode(inputs, padding_mask))
+        batch = inputs.shape[0]  # (B, 2, N): both documents through one encoder pass
+        flat_mask = None if padding_mask is None else padding_mask.flatten(0, 1)
+        pooled = self.encode(inputs.flatten(0, 1), flat_mask).view(batch, 2, -1)
+        return self.head(pooled[:, 0], pooled[:, 1])
