@@ -1,0 +1,121 @@
+"""The local results store: one JSON record per run under ``results/runs/``, written atomically.
+
+A record (``schema`` 1) holds:
+    ``run_id``       the run's id, shared with its wandb run and its checkpoint folder
+    ``kind``         "train" (from train.py) or "eval" (from evaluate.py, under ``results/evals/``)
+    ``status``       "running" | "finished" | "failed" (with ``error``)
+    ``created``, ``updated``   ISO-8601 times
+    ``task``         task name (``listops``, ``text``, ...), ``task_variant`` where the task has one
+    ``attention``    backend name; ``preset`` the experiment preset (e.g. ``lra/listops``) or null
+    ``seed``, ``params`` (trainable parameter count)
+    ``protocol``     {``validation_split``: which split served as validation (IMDB: "test" under LRA's
+                     protocol), ``test_checkpoints``: {"best": "best val/acc checkpoint", "last": ...},
+                     ``data_source``: where the data came from (e.g. "CIFAR-10, JPEG q75 copy"),
+                     ``retrieval``: the pinned Retrieval definition, where relevant}
+    ``metrics``      final numbers, flat: ``val/acc_best`` (best validation accuracy seen),
+                     ``test/acc@best``, ``test/loss@best`` (best-validation checkpoint),
+                     ``test/acc@last``, ``test/loss@last`` (last checkpoint), ``step`` (last global step)
+    ``efficiency``   ``samples_per_s``, ``tokens_per_s`` (real tokens, padding excluded),
+                     ``padded_tokens_per_s``, ``steps_per_s``, ``peak_memory_mib`` and ``memory_kind``
+                     ("cuda_max_allocated" or "cpu_peak_rss"), ``measured_steps``, ``warmup_steps``
+    ``history``      [{``step``, ``val/acc``, ``val/loss``, ``train/loss``}, ...] at each validation
+    ``environment``  ``device``, ``torch``, ``lightning``, ``git_commit``, ``hostname``
+    ``paths``        ``run_dir``, ``checkpoints`` (best, last), ``wandb`` (run folder or URL)
+    ``config``       the resolved config (plain dict)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+
+SCHEMA = 1
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary file beside ``path``, flush to disk, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Load one record; a file that is not valid JSON is reported by name, never skipped silently."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a valid run record ({error})") from error
+
+
+class ResultsStore:
+    """Records of one kind (``runs`` or ``evals``) under a results folder."""
+
+    def __init__(self, results_dir: str | Path, kind: str = "runs"):
+        self.directory = Path(results_dir) / kind
+
+    def path(self, run_id: str) -> Path:
+        return self.directory / f"{run_id}.json"
+
+    def load(self, run_id: str) -> dict[str, Any] | None:
+        path = self.path(run_id)
+        return read_record(path) if path.is_file() else None
+
+    def save(self, record: dict[str, Any]) -> Path:
+        record = {**record, "schema": SCHEMA, "updated": now()}
+        record.setdefault("created", record["updated"])
+        path = self.path(record["run_id"])
+        write_json_atomic(path, record)
+        return path
+
+    def update(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        record = self.load(run_id) or {"run_id": run_id}
+        record.update(fields)
+        self.save(record)
+        return record
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'}, {os.cpu_count()} cores)"
+    return {
+        "device": device,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "hostname": socket.gethostname(),
+    }
