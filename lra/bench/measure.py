@@ -65,7 +65,10 @@ def measure(build: Callable[[], Workload], device: torch.device, settings: Setti
             result = Measurement("error", note=f"{type(failure).__name__}: {_first_line(failure)}")
     # a failure may leave tensors in reference cycles (frames of the traceback): collect them now
     gc.collect()
-    release(device)
+    try:
+        release(device)
+    except Exception as failure:  # noqa: BLE001 -- e.g. an illegal memory access poisons the CUDA context
+        result.note += f" (then the device failed: {_first_line(failure)})"
     return result
 
 

@@ -11,7 +11,7 @@ CSV columns (one row per series x length x head_dim x dtype):
     status                     ok | oom | error | skipped (longer lengths after an oom or a step slower
                                than ``bench.stop_above_ms``, or past ``bench.time_budget_s``)
     note                       the error message, or why the point was skipped
-    repeats, timer             timed repeats behind the median; cuda_events or wall_clock (CPU)
+    repeats, timer             timed steps behind the median; cuda_events, or wall_clock (CPU, loop level)
     device, torch, date, commit, command   where, with what, when, from which commit, by which command
 """
 

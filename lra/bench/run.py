@@ -55,6 +55,7 @@ class BenchConfig:
     loop: loop.LoopSettings
     out_dir: Path
     name: str
+    commit: str | None = None
     wandb: WandbSettings = field(default_factory=WandbSettings)
 
 
@@ -111,6 +112,7 @@ def config_from(bench: Mapping) -> BenchConfig:
         loop=_loop_settings(bench.get("loop", {})),
         out_dir=Path(bench.get("out_dir") or f"results/bench/{device_slug(device)}"),
         name=str(name),
+        commit=None if bench.get("commit") is None else str(bench["commit"]),
         wandb=WandbSettings(**bench.get("wandb", {})),
     )
 
@@ -124,10 +126,10 @@ def _loop_settings(values: Mapping) -> loop.LoopSettings:
     return settings
 
 
-def environment(device: torch.device) -> dict[str, object]:
+def environment(device: torch.device, commit: str | None = None) -> dict[str, object]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {"device": name, "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "commit": git_commit() or "", "timer": timer_name(device)}
+            "commit": commit or git_commit() or "", "timer": timer_name(device)}
 
 
 def _row(point: Point, series: Series, result: Measurement, info: dict, command: str) -> Row:
@@ -144,7 +146,7 @@ def _row(point: Point, series: Series, result: Measurement, info: dict, command:
 
 def sweep(config: BenchConfig, command: str, csv_path: Path | None = None) -> list[Row]:
     """Measure every series x head_dim x dtype x length; see the module docstring for the order."""
-    info = environment(config.device)
+    info = environment(config.device, config.commit)
     deadline = time.monotonic() + config.time_budget_s if config.time_budget_s else None
     rows: list[Row] = []
     for dtype in config.dtypes:
@@ -187,7 +189,7 @@ def _describe(result: Measurement) -> str:
 
 def loop_rows(config: BenchConfig, command: str) -> list[Row]:
     settings = config.loop
-    info = environment(config.device)
+    info = environment(config.device, config.commit)
     results = loop.run_loops(settings, config.device, log.info)
     rows = []
     for result in results:
@@ -223,7 +225,7 @@ def loop_table(rows: list[Row]) -> Table:
 
 
 def summary_header(config: BenchConfig, rows: list[Row], command: str) -> list[str]:
-    first = rows[0] if rows else environment(config.device)
+    first = rows[0] if rows else environment(config.device, config.commit)
     timer = ("CUDA events around each step, L2 flushed between steps; median of up to "
              f"{config.timing.repeats} after {config.timing.warmup} warm-up steps"
              if config.device.type == "cuda" else "wall clock (CPU run): not comparable with GPU timings")
@@ -232,10 +234,17 @@ def summary_header(config: BenchConfig, rows: list[Row], command: str) -> list[s
               "layer": "peak allocated during one step minus the inputs and the layer's parameters",
               "model": "peak allocated during one step, everything included (weights, gradients, optimizer)",
               "loop": "peak allocated during the run, everything included"}[config.level]
+    loop_ = config.loop
+    setup = (f"Level: loop; LRAClassifier emb {loop_.d_model}, {loop_.heads} heads, {loop_.layers} layers, "
+             f"mlp {loop_.mlp_dim}, {loop_.attention} attention, ListOps N={loop_.length}, "
+             f"batch {loop_.batch_size}, {loop_.dtype}; {loop_.warmup_steps} warm-up + {loop_.steps} timed "
+             f"steps, {loop_.rounds} round(s)"
+             if config.level == "loop" else
+             f"Level: {config.level}, mode: {config.mode}; batch {config.batch_size}, heads {config.heads}")
     lines = [f"Device: {first['device']}; torch {first['torch']}; date {first['date']}; "
              f"commit {first['commit']}",
              f"Command: `{command}`",
-             f"Level: {config.level}, mode: {config.mode}; batch {config.batch_size}, heads {config.heads}",
+             setup,
              f"Time: {timer}" if config.level != "loop" else "Time: wall clock over the timed steps",
              f"Memory: {memory}" if config.device.type == "cuda" else "Memory: not measured on CPU"]
     if config.level in ("layer", "model"):
