@@ -8,6 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from lra.bench import tracking
 from lra.bench.run import config_from, run
 
 
@@ -19,7 +20,12 @@ def command_line() -> str:
 
 @hydra.main(version_base=None, config_path="../../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
-    run(config_from(OmegaConf.to_container(cfg.bench, resolve=True)), command_line())
+    try:
+        config = config_from(OmegaConf.to_container(cfg.bench, resolve=True))
+        tracking.check_available(config.wandb.enabled)
+    except (ValueError, TypeError, RuntimeError) as error:  # bad settings: the message, not a traceback
+        raise SystemExit(f"lra.bench: {error}") from None
+    run(config, command_line())
 
 
 if __name__ == "__main__":
