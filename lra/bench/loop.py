@@ -6,11 +6,15 @@ The harness's loop should come within 5% of a bare loop's steps/s. Both runners 
 fused AdamW, on real ListOps batches (LRA's generator through ``lra.data.listops``' data module and
 loader, in a temporary folder). Each runner builds the model from the same seed, runs ``warmup_steps``,
 then times ``steps`` steps by wall clock between CUDA synchronisations (data loading included, as in
-training). Runners alternate for ``rounds`` rounds, so drift in clock speed hits both.
+training). Runners alternate for ``rounds`` rounds, each round starting one runner later, so neither
+drift in clock speed nor going first favours one of them.
 
 Runners: ``bare`` (a plain loop), ``lightning`` (a minimal ``LightningModule`` in ``lightning.Trainer``
-with logging, checkpointing and progress bars off: Lightning's own overhead). The harness's own
-LightningModule (``lra.train``) is to be added as a third runner once it exists.
+with logging, checkpointing and progress bars off: Lightning's own overhead) and ``harness``
+(``lra.train.run.train``, what ``python train.py`` runs: ``LRAModule`` with its metrics and logging
+calls, the progress bar, the efficiency monitor, one validation and its checkpoints after the timed
+steps; wandb off, constant learning rate). The harness's steps/s is its own ``EfficiencyMonitor``'s
+(``record['efficiency']``), timed over the same steps.
 """
 
 from __future__ import annotations
@@ -25,11 +29,19 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from lra.bench.measure import MIB, release
 from lra.bench.workloads import precision
 from lra.data.listops import ListOpsDataModule
 from lra.model import LRAClassifier, ModelConfig
+from lra.train.run import train
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+PRECISIONS = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
+ADAMW_BETAS, ADAMW_EPS, ADAMW_WEIGHT_DECAY = (0.9, 0.98), 1e-9, 0.01
 
 
 @dataclass(frozen=True)
@@ -41,12 +53,14 @@ class LoopSettings:
     mlp_dim: int = 1024
     length: int = 2000
     min_length: int = 500  # ListOps examples are drawn with min_length < length < length (LRA: 500, 2000)
+    dropout: float = 0.1
+    attention_dropout: float = 0.1  # LRA's released ListOps Transformer (conf/model/lra_base.yaml)
     batch_size: int = 32
     dtype: str = "bf16"
     warmup_steps: int = 10
     steps: int = 50
-    rounds: int = 2
-    runners: tuple[str, ...] = ("bare", "lightning")
+    rounds: int = 3
+    runners: tuple[str, ...] = ("bare", "lightning", "harness")
     num_workers: int = 0
     lr: float = 1e-4
     seed: int = 0
@@ -68,8 +82,10 @@ def run_loops(settings: LoopSettings, device: torch.device,
     with tempfile.TemporaryDirectory(prefix="lra-bench-listops-") as data_dir:
         data = _data(settings, Path(data_dir))
         results = []
+        runners = list(settings.runners)
         for round_index in range(settings.rounds):
-            for runner in settings.runners:
+            shift = round_index % len(runners)
+            for runner in runners[shift:] + runners[:shift]:
                 result = RUNNERS[runner](settings, data, device, round_index)
                 gc.collect()  # the trainer holds reference cycles; free its model before the next runner
                 release(device)
@@ -94,12 +110,15 @@ def _data(settings: LoopSettings, data_dir: Path) -> ListOpsDataModule:
 def _model(settings: LoopSettings, data: ListOpsDataModule, device: torch.device) -> LRAClassifier:
     torch.manual_seed(settings.seed)
     config = ModelConfig(d_model=settings.d_model, num_layers=settings.layers, num_heads=settings.heads,
-                         mlp_dim=settings.mlp_dim, dropout=0.1)
+                         mlp_dim=settings.mlp_dim, dropout=settings.dropout,
+                         attention_dropout=settings.attention_dropout)
     return LRAClassifier(data.spec, config, settings.attention).to(device)
 
 
 def _optimizer(model: torch.nn.Module, settings: LoopSettings, device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=settings.lr, fused=device.type == "cuda")
+    """The harness's AdamW (conf/optimizer/adamw.yaml), fused on CUDA as the harness makes it."""
+    return torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=ADAMW_BETAS, eps=ADAMW_EPS,
+                             weight_decay=ADAMW_WEIGHT_DECAY, fused=device.type == "cuda")
 
 
 def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
@@ -179,9 +198,8 @@ def run_lightning(settings: LoopSettings, data: ListOpsDataModule, device: torch
                   round_index: int) -> LoopResult:
     module = _MinimalModule(_model(settings, data, device), settings)
     clock = _StepClock(settings.warmup_steps, device)
-    precisions = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-                        precision=precisions[settings.dtype],
+                        precision=PRECISIONS[settings.dtype],
                         max_steps=settings.warmup_steps + settings.steps,
                         limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
@@ -190,4 +208,42 @@ def run_lightning(settings: LoopSettings, data: ListOpsDataModule, device: torch
     return LoopResult("lightning", round_index, (clock.end - clock.start) / settings.steps, _peak(device))
 
 
-RUNNERS = {"bare": run_bare, "lightning": run_lightning}
+def harness_overrides(settings: LoopSettings, data_dir: Path, device: torch.device) -> list[str]:
+    """``train.py`` overrides that train the same model on the same batches as the other runners."""
+    steps = settings.warmup_steps + settings.steps
+    return [
+        "task=listops", "task.source=generate", f"task.max_length={settings.length}",
+        f"task.num_train={settings.batch_size * steps}", f"task.num_val={settings.batch_size}",
+        f"task.num_test={settings.batch_size}", f"task.generator.min_length={settings.min_length}",
+        f"task.generator.max_length={settings.length}", f"task.batch_size={settings.batch_size}",
+        f"task.num_workers={settings.num_workers}",
+        f"attention={settings.attention}", "model=lra_base", f"model.d_model={settings.d_model}",
+        f"model.qkv_dim={settings.d_model}", f"model.num_layers={settings.layers}",
+        f"model.num_heads={settings.heads}", f"model.mlp_dim={settings.mlp_dim}",
+        f"model.dropout={settings.dropout}", f"model.attention_dropout={settings.attention_dropout}",
+        "optimizer=adamw", f"optimizer.lr={settings.lr}", "scheduler=constant",
+        f"trainer={'gpu' if device.type == 'cuda' else 'cpu'}", f"precision={PRECISIONS[settings.dtype]}",
+        f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "trainer.limit_val_batches=1",
+        f"measure_warmup_steps={settings.warmup_steps}", "logger=none", "test_after_fit=false",
+        f"seed={settings.seed}", f"paths.data_dir={data_dir}", f"paths.models_dir={data_dir / 'models'}",
+        f"paths.results_dir={data_dir / 'results'}",
+    ]
+
+
+def _train_config(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml with overrides; inside ``python -m lra.bench`` Hydra already searches conf/."""
+    if GlobalHydra.instance().is_initialized():
+        return compose("train", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def run_harness(settings: LoopSettings, data: ListOpsDataModule, device: torch.device,
+                round_index: int) -> LoopResult:
+    record = train(_train_config(harness_overrides(settings, data.data_dir, device)))
+    efficiency = record["efficiency"]
+    peak = efficiency["peak_memory_mib"] if efficiency["memory_kind"] == "cuda_max_allocated" else None
+    return LoopResult("harness", round_index, 1 / efficiency["steps_per_s"], peak)
+
+
+RUNNERS = {"bare": run_bare, "lightning": run_lightning, "harness": run_harness}

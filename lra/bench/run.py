@@ -210,7 +210,7 @@ def loop_table(rows: list[Row]) -> Table:
     medians = {runner: statistics.median(r["time_ms"] for r in group) for runner, group in by_runner.items()}
     bare = medians.get("bare")
     body = []
-    for runner, group in by_runner.items():
+    for runner, group in sorted(by_runner.items(), key=lambda item: item[0] != "bare"):
         ms = medians[runner]
         peaks = [r["peak_mib"] for r in group if r["peak_mib"] is not None]
         overhead = f"{100 * (ms / bare - 1):+.1f}%" if bare else ""

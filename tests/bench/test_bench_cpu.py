@@ -95,9 +95,11 @@ def test_loop_level_compares_the_bare_loop_with_lightning(tmp_path):
                                  "bench.loop.min_length=8", "bench.loop.batch_size=4",
                                  "bench.loop.warmup_steps=1", "bench.loop.steps=2", "bench.loop.rounds=1"])
     _, rows = read_rows(paths["csv"])
-    assert [r["series"] for r in rows] == ["bare", "lightning"] and {r["level"] for r in rows} == {"loop"}
+    assert [r["series"] for r in rows] == ["bare", "lightning", "harness"]
+    assert {r["level"] for r in rows} == {"loop"} and all(float(r["time_ms"]) > 0 for r in rows)
     markdown = paths["markdown"].read_text()
     assert "## Training-loop overhead" in markdown and "| bare |" in markdown and "+0.0%" in markdown
+    assert "| harness |" in markdown
 
 
 def test_unknown_backend_fails_before_measuring(tmp_path):
