@@ -229,7 +229,7 @@ def _difference(ours: float | None, theirs: published.Value) -> str:
 def format_params(count: int | None) -> str:
     if count is None:
         return "—"
-    return f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count / 1e3:.1f}k"
+    return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count / 1e3:.1f}k"
 
 
 def parameter_verdict(result: AccuracyResult, row: Row) -> str:

@@ -29,10 +29,10 @@ def load_runs(settings: Settings) -> list[Run]:
     return merge(runs, load_wandb(settings.wandb)) if settings.wandb else runs
 
 
-def build(settings: Settings, runs: list[Run] | None = None) -> list[Path]:
+def build(settings: Settings, presets: PresetConfigs | None = None) -> list[Path]:
     """Write the tables (and the report); return the paths written."""
-    runs = load_runs(settings) if runs is None else runs
-    result = accuracy.build(runs, PresetConfigs(settings.conf_dir), settings.checkpoint)
+    runs = load_runs(settings)
+    result = accuracy.build(runs, presets or PresetConfigs(settings.conf_dir), settings.checkpoint)
     points = efficiency.load_bench(settings.bench_dir) if settings.bench_dir.is_dir() else []
     entries = efficiency.bench_entries(points) + efficiency.training_entries(result)
     accuracy_tables = [accuracy.main_table(result), accuracy.reference_table(), accuracy.parameter_table(result),

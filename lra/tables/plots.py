@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from lra.tables import published  # noqa: E402
 from lra.tables.accuracy import AccuracyResult, lra_reference_row  # noqa: E402
@@ -17,11 +18,12 @@ from lra.tables.published import TASK_TITLES, TASKS  # noqa: E402
 
 Figure = tuple[str, str]  # (title, data URI)
 MAX_BENCH_FIGURES = 8
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 
 
 def data_uri(figure: plt.Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -35,7 +37,7 @@ def accuracy_figures(result: AccuracyResult) -> list[Figure]:
         columns = [t for t in TASKS if any(t in row.cells and row.cells[t].counted for row in rows)]
         if not columns:
             continue
-        figure, axis = plt.subplots(figsize=(1.6 + 1.5 * len(columns), 3.6))
+        figure, axis = plt.subplots(figsize=(2.2 + 1.5 * len(columns), 3.8), layout="constrained")
         width = 0.8 / max(1, len(rows))
         for i, row in enumerate(rows):
             xs, means, stds, lra = [], [], [], []
@@ -70,7 +72,8 @@ def curve_figures(result: AccuracyResult) -> list[Figure]:
     if not panels:
         return []
     columns = [t for t in TASKS if t in panels]
-    figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False,
+                                layout="constrained")
     colours = {}
     for axis, column in zip(axes[0], columns, strict=True):
         for row, _run, points in panels[column]:
@@ -97,7 +100,7 @@ def bench_figures(points: list[BenchPoint]) -> list[Figure]:
         group = [p for p in points if p.setting == setting and p.status == "ok"]
         if not group:
             continue
-        figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(9, 3.4))
+        figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
         for series in sorted({p.series for p in group}):
             line = sorted((p.length, p.time_ms, p.peak_mib) for p in group if p.series == series)
             time_axis.plot([n for n, _, _ in line], [t for _, t, _ in line], marker="o", markersize=3, label=series)
@@ -107,6 +110,9 @@ def bench_figures(points: list[BenchPoint]) -> list[Figure]:
         for axis, label in ((time_axis, "time per step (ms)"), (memory_axis, "peak memory (MiB)")):
             axis.set_xscale("log", base=2)
             axis.set_yscale("log")
+            for ticks in (axis.xaxis, axis.yaxis):  # plain numbers: mathtext tick labels are slow and unneeded
+                ticks.set_major_formatter(PLAIN)
+                ticks.set_minor_formatter(NullFormatter())
             axis.set_xlabel("sequence length N")
             axis.set_ylabel(label)
         time_axis.legend(fontsize=7)
