@@ -88,13 +88,15 @@ def describe_data_source(source: Any) -> str:
     if isinstance(source, str):
         return source
     if isinstance(source, dict):
-        for key in ("label", "description", "source"):
-            if isinstance(source.get(key), str):
+        for key in ("data_source", "label", "description"):  # the data modules' own short label
+            if isinstance(source.get(key), str) and source[key]:
                 return source[key]
         files = source.get("files")
         if isinstance(files, dict) and files:
             folders = sorted({PurePath(str(p)).parent.name for p in files.values()})
             return ", ".join(folders)
+        if isinstance(source.get("source"), str):
+            return source["source"]
     return json.dumps(source, sort_keys=True)[:120]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from lra.tables import accuracy, published
 from lra.tables.build import Settings, build
-from lra.tables.runs import RecordError, load_local
+from lra.tables.runs import RecordError, describe_data_source, load_local
 from lra.tables.variants import PresetConfigs
 
 NOT_RUN = "not run"
@@ -166,3 +166,11 @@ def test_corrupt_record_is_named_not_skipped(scenario: Path) -> None:
 def test_missing_runs_folder_says_where(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="no run records: .*nowhere is not a folder"):
         load_local(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(("source", "label"), [
+    ({"data_source": "CIFAR-10, JPEG q75 copy", "source": "/x/cifar10", "cache": "/c"}, "CIFAR-10, JPEG q75 copy"),
+    ({"files": {"train": "/d/listops-1000/basic_train.tsv"}, "cache": "/c"}, "listops-1000"),
+    ("aclImdb folder", "aclImdb folder"), (None, "not recorded")])
+def test_data_source_labels(source, label: str) -> None:
+    assert describe_data_source(source) == label
