@@ -189,14 +189,9 @@ def _in_column_order(row: Row) -> list[Cell]:
 
 
 def reference_parameters(rows: list[Row]) -> dict[tuple[str, str], int]:
-    """The softmax Transformer's parameter count per (family, task), from the row of the published presets."""
-    reference = {}
-    for row in rows:
-        if row.attention == "softmax":
-            for column, cell in row.cells.items():
-                if cell.params is not None:
-                    reference.setdefault((row.family, column), cell.params)
-    return reference
+    """The softmax Transformer's parameter count per (family, task): its run of the preset as published."""
+    return {(row.family, column): cell.params for row in rows if row.attention == "softmax" and not row.label
+            for column, cell in row.cells.items() if cell.params is not None and not cell.departure.differences}
 
 
 def lra_reference_row(attention: str) -> str:
@@ -267,6 +262,8 @@ def _our_rows(table: Table, result: AccuracyResult, row: Row) -> None:
     shortened = any(c.departure.shortened for c in row.cells.values())
     avg = "" if row.average is None else f"{row.average:.2f}" + (" (incl. shortened)" if shortened else "")
     table.add([row.name, f"ours ({row.family}/* presets)", *cells, avg], "ours")
+    if not any(cell.counted for cell in row.cells.values()):
+        return
     params = [_params_cell(result, row.cells[t]) if t in row.cells else "" for t in TASKS]
     table.add(["↳ parameters (× softmax)", "ours", *params, parameter_verdict(result, row)], "params")
     reference = lra_reference_row(row.attention)

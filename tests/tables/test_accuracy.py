@@ -174,3 +174,14 @@ def test_missing_runs_folder_says_where(tmp_path: Path) -> None:
     ("aclImdb folder", "aclImdb folder"), (None, "not recorded")])
 def test_data_source_labels(source, label: str) -> None:
     assert describe_data_source(source) == label
+
+
+def test_parameter_reference_is_the_softmax_run_of_the_preset_as_published(records, presets) -> None:
+    records.write("v1", preset="lra/listops", overrides=("precision=16",), params=5_000, best=0.3, last=0.3)
+    table = accuracy.main_table(result_of(records.runs_dir, presets))
+    rows = rows_by_name(table)
+    assert rows["softmax · lra"][2] == NOT_RUN
+    variant = table.rows.index(rows["softmax · lra · precision=16"])
+    assert table.kinds[variant - 1] == "ours"  # the empty row of the preset has no parameter or Δ line
+    params = table.rows[variant + 1]
+    assert params[2] == "5.0k" and params[-1] == "10% rule: no softmax run for ListOps"
