@@ -95,8 +95,9 @@ def describe_data_source(source: Any) -> str:
         if isinstance(files, dict) and files:
             folders = sorted({PurePath(str(p)).parent.name for p in files.values()})
             return ", ".join(folders)
-        if isinstance(source.get("source"), str):
-            return source["source"]
+        for key in ("folder", "source"):  # a path: its last two parts name the data set
+            if isinstance(source.get(key), str):
+                return "/".join(PurePath(source[key]).parts[-2:])
     return json.dumps(source, sort_keys=True)[:120]
 
 

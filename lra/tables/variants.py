@@ -23,7 +23,10 @@ IGNORED_KEYS = ("seed", "run_id", "ckpt_path", "preset", "logger", "paths", "hyd
                 "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "task.num_workers",
                 "task.source_dir", "task.eval_batch_size", "test_after_fit", "checkpoint_every_n_steps",
                 "measure_warmup_steps", "progress_refresh_steps", "trainer.log_every_n_steps",
-                "trainer.enable_model_summary", "trainer.precision")  # trainer.precision is ${precision}
+                "trainer.enable_model_summary", "trainer.precision",  # trainer.precision is ${precision}
+                # where the data comes from is the record's data-source label, which splits cells by itself
+                "task.source", "task.generate_large", "task.generate_workers", "task.generator_workers",
+                "task.prepare_workers")
 STEP_KEY = "trainer.max_steps"
 
 

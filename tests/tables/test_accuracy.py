@@ -171,6 +171,8 @@ def test_missing_runs_folder_says_where(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("source", "label"), [
     ({"data_source": "CIFAR-10, JPEG q75 copy", "source": "/x/cifar10", "cache": "/c"}, "CIFAR-10, JPEG q75 copy"),
     ({"files": {"train": "/d/listops-1000/basic_train.tsv"}, "cache": "/c"}, "listops-1000"),
+    ({"cache": "/c", "folder": "/data/raw/lra_release/pathfinder32/curv_contour_length_14"},
+     "pathfinder32/curv_contour_length_14"),
     ("aclImdb folder", "aclImdb folder"), (None, "not recorded")])
 def test_data_source_labels(source, label: str) -> None:
     assert describe_data_source(source) == label
