@@ -12,9 +12,17 @@ from pathlib import Path
 
 from lra.data.base import LRADataModule, TaskSpec
 from lra.data.errors import DataError, DataNotFoundError
+from lra.data.image import ImageDataModule
 from lra.data.listops import ListOpsDataModule
+from lra.data.retrieval import RetrievalDataModule
+from lra.data.text import TextDataModule
 
-TASKS: dict[str, type[LRADataModule]] = {"listops": ListOpsDataModule}
+TASKS: dict[str, type[LRADataModule]] = {
+    "listops": ListOpsDataModule,
+    "text": TextDataModule,
+    "retrieval": RetrievalDataModule,
+    "image": ImageDataModule,
+}
 _COMMON = {"data_dir", "seed"}
 
 
