@@ -4,7 +4,8 @@
     python -m lra.data prepare task=NAME [task.KEY=VALUE ...] [seed=N]
     python -m lra.data generate listops seed=N [num_train=96000 num_val=2000 num_test=2000 max_depth=10
                                               max_args=10 min_length=500 max_length=2000 workers=N out=DIR]
-    python -m lra.data generate pathfinder resolution=32 difficulty=hard num_images=N seed=N [workers=N out=DIR]
+    python -m lra.data generate pathfinder resolution=32 difficulty=hard num_images=N seed=N
+                                              [workers=N out=DIR]
 
 Every command takes ``paths.data_dir=DIR`` (default ``$LRA_DATA_DIR``, else ``data``), the folder the
 trainer reads. ``prepare`` composes ``conf/task/NAME.yaml`` with the overrides, as ``train.py`` does.
@@ -51,7 +52,9 @@ def _int(options: dict[str, str], key: str, default: int | None) -> int | None:
 
 def _no_leftovers(options: dict[str, str], command: str, known: list[str]) -> None:
     if options:
-        raise DataError(f"{command}: unknown option(s) {', '.join(sorted(options))}; options: {', '.join(known)}")
+        raise DataError(
+            f"{command}: unknown option(s) {', '.join(sorted(options))}; options: {', '.join(known)}"
+        )
 
 
 def _cpu_seconds() -> float:
@@ -72,7 +75,10 @@ def fetch_command(name: str, force: bool, options: dict[str, str]) -> None:
     print(f"{archive.name}: {archive.url}\n  size/digest: {archive.provenance}")
     unpacked = fetch.fetch(name, data_dir, force=force)
     print(f"{archive.name} is in: " + ", ".join(map(str, unpacked)))
-    print(f"(the downloaded archive stays in {data_dir / 'downloads'} for resuming and re-checking; delete it freely)")
+    print(
+        f"(the downloaded archive stays in {data_dir / 'downloads'} for resuming and re-checking; "
+        "delete it freely)"
+    )
 
 
 def prepare_command(items: list[str]) -> None:
@@ -88,7 +94,9 @@ def prepare_command(items: list[str]) -> None:
     if task is None:
         raise DataError(f"prepare needs task=NAME; tasks: {', '.join(sorted(lra.data.TASKS))}")
     bad = [k for k in options if not k.startswith("task.")]
-    _no_leftovers({k: options[k] for k in bad}, "prepare", ["task=NAME", "task.KEY=VALUE", "seed", "paths.data_dir"])
+    _no_leftovers(
+        {k: options[k] for k in bad}, "prepare", ["task=NAME", "task.KEY=VALUE", "seed", "paths.data_dir"]
+    )
     if not (CONF_DIR / "task" / f"{task}.yaml").is_file():
         known = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
         raise DataError(f"no task config {task!r}; known: {', '.join(known)}")
@@ -114,20 +122,41 @@ def generate_listops(options: dict[str, str]) -> None:
         raise DataError("generate listops needs seed=N")
     sizes = {s: _int(options, f"num_{s}", d) for s, d in (("train", 96000), ("val", 2000), ("test", 2000))}
     defaults = ListOpsSettings()
-    settings = ListOpsSettings(**{k: _int(options, k, getattr(defaults, k))
-                                  for k in ("max_depth", "max_args", "min_length", "max_length")})
+    settings = ListOpsSettings(
+        **{
+            k: _int(options, k, getattr(defaults, k))
+            for k in ("max_depth", "max_args", "min_length", "max_length")
+        }
+    )
     workers = _int(options, "workers", None)
     out = options.pop("out", None)
-    _no_leftovers(options, "generate listops", ["seed", "num_train", "num_val", "num_test", "max_depth",
-                                                "max_args", "min_length", "max_length", "workers", "out",
-                                                "paths.data_dir"])
+    _no_leftovers(
+        options,
+        "generate listops",
+        [
+            "seed",
+            "num_train",
+            "num_val",
+            "num_test",
+            "max_depth",
+            "max_args",
+            "min_length",
+            "max_length",
+            "workers",
+            "out",
+            "paths.data_dir",
+        ],
+    )
     directory = Path(out) if out else generated_dir(data_dir, sizes, settings, seed)
     started, cpu = time.perf_counter(), _cpu_seconds()
     ensure_generated(directory, sizes, settings, seed, workers)
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
-    print(f"ListOps ({sum(sizes.values())} expressions, seed {seed}) in {directory}: {wall:.1f} s wall, {cpu:.1f} s CPU")
+    print(
+        f"ListOps ({sum(sizes.values())} expressions, seed {seed}) in {directory}: "
+        f"{wall:.1f} s wall, {cpu:.1f} s CPU"
+    )
     labels, operators, lengths = Counter(), Counter(), []
-    for split, name in RELEASE_FILES.items():
+    for name in RELEASE_FILES.values():
         for expression, label in read_tsv(directory / name):
             tokens = expression.replace("(", " ").replace(")", " ").split()
             labels[label] += 1
@@ -135,9 +164,14 @@ def generate_listops(options: dict[str, str]) -> None:
             lengths.append(len(tokens))
     total = sum(labels.values())
     print("labels: " + "  ".join(f"{k}: {v / total:.1%}" for k, v in sorted(labels.items())))
-    print("operators: " + "  ".join(f"{k}: {v / sum(operators.values()):.1%}" for k, v in sorted(operators.items())))
-    print(f"lengths (tokens without parentheses): min {min(lengths)}, mean {sum(lengths) / len(lengths):.0f}, "
-          f"max {max(lengths)}")
+    print(
+        "operators: "
+        + "  ".join(f"{k}: {v / sum(operators.values()):.1%}" for k, v in sorted(operators.items()))
+    )
+    print(
+        f"lengths (tokens without parentheses): min {min(lengths)}, mean {sum(lengths) / len(lengths):.0f}, "
+        f"max {max(lengths)}"
+    )
 
 
 def generate_pathfinder(options: dict[str, str]) -> None:
@@ -150,24 +184,39 @@ def generate_pathfinder(options: dict[str, str]) -> None:
     seed = _int(options, "seed", 0)
     workers = _int(options, "workers", os.cpu_count() or 1)
     out = Path(options.pop("out", data_dir / "raw" / "pathfinder-generated"))
-    _no_leftovers(options, "generate pathfinder", ["resolution", "difficulty", "num_images", "seed", "workers",
-                                                   "out", "paths.data_dir"])
+    _no_leftovers(
+        options,
+        "generate pathfinder",
+        ["resolution", "difficulty", "num_images", "seed", "workers", "out", "paths.data_dir"],
+    )
     started = time.perf_counter()
-    where = pathfinder.generate_dataset(out_root=out, resolution=resolution, difficulty=difficulty,
-                                        num_images=num_images, seed=seed, workers=workers)
-    print(f"Pathfinder {resolution}px {difficulty}, {num_images} images in {where}: "
-          f"{time.perf_counter() - started:.1f} s")
+    where = pathfinder.generate_dataset(
+        out_root=out,
+        resolution=resolution,
+        difficulty=difficulty,
+        num_images=num_images,
+        seed=seed,
+        workers=workers,
+    )
+    print(
+        f"Pathfinder {resolution}px {difficulty}, {num_images} images in {where}: "
+        f"{time.perf_counter() - started:.1f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lra.data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch_parser = commands.add_parser("fetch", help="download, verify and unpack an archive into DATA_DIR/raw")
+    fetch_parser = commands.add_parser(
+        "fetch", help="download, verify and unpack an archive into DATA_DIR/raw"
+    )
     fetch_parser.add_argument("name")
     fetch_parser.add_argument("--force", action="store_true", help="download and unpack again, replacing")
     fetch_parser.add_argument("options", nargs="*", help="paths.data_dir=DIR")
     prepare_parser = commands.add_parser("prepare", help="tokenise a task's data into its cache")
-    prepare_parser.add_argument("options", nargs="*", help="task=NAME task.KEY=VALUE ... seed=N paths.data_dir=DIR")
+    prepare_parser.add_argument(
+        "options", nargs="*", help="task=NAME task.KEY=VALUE ... seed=N paths.data_dir=DIR"
+    )
     generate_parser = commands.add_parser("generate", help="generate a synthetic task's data set")
     generate_parser.add_argument("task", choices=["listops", "pathfinder"])
     generate_parser.add_argument("options", nargs="*", help="KEY=VALUE settings")

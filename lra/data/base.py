@@ -69,8 +69,9 @@ class CachedSplit(Dataset):
         self.lengths = np.load(directory / f"{split}.lengths.npy", mmap_mode="r")
         self.labels = np.load(directory / f"{split}.labels.npy", mmap_mode="r")
         if not (len(self.inputs) == len(self.lengths) == len(self.labels)):
-            raise cache.CorruptCacheError(f"cache {directory} split {split}: arrays disagree in length; "
-                                          "delete it and prepare again")
+            raise cache.CorruptCacheError(
+                f"cache {directory} split {split}: arrays disagree in length; delete it and prepare again"
+            )
         self.spec = spec
         self.form = form
 
@@ -93,7 +94,10 @@ class CachedSplit(Dataset):
             inputs = inputs.float().div_(255.0)
         elif self.form.id_offset:
             inputs = inputs.add_(self.form.id_offset).masked_fill_(padding, 0)
-        batch = {"inputs": inputs, "labels": torch.from_numpy(np.asarray(self.labels[order])[back].astype(np.int64))}
+        batch = {
+            "inputs": inputs,
+            "labels": torch.from_numpy(np.asarray(self.labels[order])[back].astype(np.int64)),
+        }
         if self.spec.pads and (not self.form.trim or bool(padding.any())):
             batch["padding_mask"] = padding
         return batch
@@ -121,8 +125,15 @@ class LRADataModule(L.LightningDataModule):
     form: BatchForm = BatchForm()
     bucket_by_length: bool = False
 
-    def __init__(self, *, data_dir: str | Path, batch_size: int, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"task.batch_size must be at least 1, got {batch_size}")
@@ -148,13 +159,17 @@ class LRADataModule(L.LightningDataModule):
         if self.cache_dir is None:
             self.cache_dir = self.build_cache()
         if not self.splits:
-            self.splits = {s: CachedSplit(self.cache_dir, s, self.spec, self.form) for s in cache.splits_in(self.cache_dir)}
+            self.splits = {
+                s: CachedSplit(self.cache_dir, s, self.spec, self.form)
+                for s in cache.splits_in(self.cache_dir)
+            }
 
     def train_dataloader(self) -> DataLoader:
         train = self.splits["train"]
         lengths = train.lengths if self.bucket_by_length else None
-        sampler = ResumableBatchSampler(len(train), self.batch_size, shuffle=True, drop_last=True, seed=self.seed,
-                                        lengths=lengths)
+        sampler = ResumableBatchSampler(
+            len(train), self.batch_size, shuffle=True, drop_last=True, seed=self.seed, lengths=lengths
+        )
         return self._loader(train, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -189,7 +204,11 @@ def release_candidates(source_dir: Path | None, data_dir: Path, subfolder: str) 
     """Where a task's folder of the LRA release may be: the configured source (the release root or the
     task's folder itself), then ``<data_dir>/raw`` as ``fetch lra_release`` leaves it."""
     raw = data_dir / "raw"
-    candidates = [raw / "lra_release" / subfolder, raw / "lra_release" / "lra_release" / subfolder, raw / subfolder]
+    candidates = [
+        raw / "lra_release" / subfolder,
+        raw / "lra_release" / "lra_release" / subfolder,
+        raw / subfolder,
+    ]
     if source_dir is not None:
         candidates[:0] = [source_dir / subfolder, source_dir / "lra_release" / subfolder, source_dir]
     return candidates

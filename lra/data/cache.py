@@ -48,8 +48,11 @@ def _files(path: Path) -> list[Path]:
 
 def source_identity(paths: list[Path]) -> list[dict[str, object]]:
     """Path, size and modification time of each source file (folders: of every file inside)."""
-    return [{"path": str(f.resolve()), "size": (s := f.stat()).st_size, "mtime_ns": s.st_mtime_ns}
-            for path in paths for f in _files(path)]
+    return [
+        {"path": str(f.resolve()), "size": (s := f.stat()).st_size, "mtime_ns": s.st_mtime_ns}
+        for path in paths
+        for f in _files(path)
+    ]
 
 
 def describe_sources(paths: list[Path]) -> list[dict[str, object]]:
@@ -57,20 +60,33 @@ def describe_sources(paths: list[Path]) -> list[dict[str, object]]:
     entries: list[dict[str, object]] = []
     for path in paths:
         if not path.is_dir():
-            entries.append({"path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha256_file(path)})
+            entries.append(
+                {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha256_file(path)}
+            )
             continue
         tree = hashlib.sha256()
         files = _files(path)
         for f in files:
             tree.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
-        entries.append({"path": str(path.resolve()), "files": len(files),
-                        "size": sum(f.stat().st_size for f in files), "tree_sha256": tree.hexdigest()})
+        entries.append(
+            {
+                "path": str(path.resolve()),
+                "files": len(files),
+                "size": sum(f.stat().st_size for f in files),
+                "tree_sha256": tree.hexdigest(),
+            }
+        )
     return entries
 
 
-def cache_key(task: str, settings: Mapping[str, object], sources: list[dict[str, object]], version: int) -> str:
-    blob = json.dumps({"task": task, "settings": settings, "sources": sources, "version": version},
-                      sort_keys=True, default=str)
+def cache_key(
+    task: str, settings: Mapping[str, object], sources: list[dict[str, object]], version: int
+) -> str:
+    blob = json.dumps(
+        {"task": task, "settings": settings, "sources": sources, "version": version},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -96,8 +112,12 @@ def _describe_arrays(directory: Path, names: list[str]) -> dict[str, dict[str, o
     for name in names:
         path = directory / f"{name}.npy"
         array = np.load(path, mmap_mode="r")
-        described[name] = {"shape": list(array.shape), "dtype": str(array.dtype),
-                           "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        described[name] = {
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+            "bytes": path.stat().st_size,
+            "sha256": sha256_file(path),
+        }
     return described
 
 
@@ -115,7 +135,9 @@ def check(directory: Path, *, digests: bool = True) -> dict[str, object]:
         if not path.is_file() or path.stat().st_size != info["bytes"]:
             raise CorruptCacheError(f"{path}: missing or not the size its manifest records; {rebuild}")
         if digests and sha256_file(path) != info["sha256"]:
-            raise CorruptCacheError(f"{path}: contents differ from the manifest's sha256 (corrupt); {rebuild}")
+            raise CorruptCacheError(
+                f"{path}: contents differ from the manifest's sha256 (corrupt); {rebuild}"
+            )
     return manifest
 
 

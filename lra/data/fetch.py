@@ -49,8 +49,8 @@ ARCHIVES = {
         filename="lra_release.tar.gz",
         size=None,
         sha256=None,
-        provenance="URL from google-research/long-range-arena README; no size or digest is published (community "
-                   "notes say about 7.7 GB): unverified, the computed sha256 is printed",
+        provenance="URL from google-research/long-range-arena README; no size or digest is "
+        "published (community notes say about 7.7 GB): unverified, the computed sha256 is printed",
         contents="lra_release/: listops-1000/, tsv_data/ (AAN), pathfinder32..256/, ...",
     ),
     "imdb": Archive(
@@ -69,12 +69,17 @@ ARCHIVES = {
         size=170_498_071,
         sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
         provenance="sha256 from keras-team/keras keras/src/datasets/cifar10.py (file_hash); size as reported "
-                   "beside that digest in public provenance notes",
+        "beside that digest in public provenance notes",
         contents="cifar-10-batches-py/: data_batch_1..5, test_batch, batches.meta",
     ),
 }
-TASK_ARCHIVES = {"listops": "lra_release", "retrieval": "lra_release", "pathfinder": "lra_release",
-                 "text": "imdb", "image": "cifar10"}
+TASK_ARCHIVES = {
+    "listops": "lra_release",
+    "retrieval": "lra_release",
+    "pathfinder": "lra_release",
+    "text": "imdb",
+    "image": "cifar10",
+}
 _RETRIES = 5
 _TIMEOUT = 60
 
@@ -83,8 +88,10 @@ def resolve(name: str) -> Archive:
     """An archive by its own name or by the task that needs it."""
     key = TASK_ARCHIVES.get(name, name)
     if key not in ARCHIVES:
-        raise DataError(f"nothing to fetch called {name!r}; archives: {', '.join(ARCHIVES)}; "
-                        f"tasks: {', '.join(TASK_ARCHIVES)}")
+        raise DataError(
+            f"nothing to fetch called {name!r}; archives: {', '.join(ARCHIVES)}; "
+            f"tasks: {', '.join(TASK_ARCHIVES)}"
+        )
     return ARCHIVES[key]
 
 
@@ -118,16 +125,28 @@ def _download_once(archive: Archive, part: Path, progress: bool) -> None:
             offset = 0  # the server sent the whole file
         remaining = int(response.headers.get("Content-Length") or 0)
         total = offset + remaining if remaining else archive.size
-        with open(part, "ab" if resumed else "wb") as f, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, desc=archive.filename, disable=not progress,
-            file=sys.stderr,
-        ) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as f,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                desc=archive.filename,
+                disable=not progress,
+                file=sys.stderr,
+            ) as bar,
+        ):
+            received = 0
             while block := response.read(1 << 20):
                 f.write(block)
+                received += len(block)
                 bar.update(len(block))
+    if remaining and received < remaining:  # http.client returns b"" when the server hangs up early
+        raise ConnectionError(f"connection closed after {offset + received} of {offset + remaining} bytes")
 
 
-def download(archive: Archive, downloads: Path, *, progress: bool = True) -> Path:
+def download(archive: Archive, downloads: Path, *, progress: bool = True, retry_wait: float = 2.0) -> Path:
     """The verified archive file in ``downloads``, downloading or resuming it as needed."""
     downloads.mkdir(parents=True, exist_ok=True)
     final = downloads / archive.filename
@@ -142,10 +161,14 @@ def download(archive: Archive, downloads: Path, *, progress: bool = True) -> Pat
             if isinstance(error, urllib.error.HTTPError) and error.code < 500:
                 raise DataError(f"{archive.url}: HTTP {error.code} {error.reason}") from None
             if attempt == _RETRIES:
-                raise DataError(f"{archive.url}: download failed after {attempt} attempts ({error}); "
-                                f"run the same command again to resume from {part}") from None
-            print(f"connection lost ({error}); resuming (attempt {attempt + 1} of {_RETRIES})", file=sys.stderr)
-            time.sleep(min(2**attempt, 30) if progress else 0)
+                raise DataError(
+                    f"{archive.url}: download failed after {attempt} attempts ({error}); "
+                    f"run the same command again to resume from {part}"
+                ) from None
+            print(
+                f"connection lost ({error}); resuming (attempt {attempt + 1} of {_RETRIES})", file=sys.stderr
+            )
+            time.sleep(min(retry_wait * 2 ** (attempt - 1), 30))
     verify(archive, part)
     os.replace(part, final)
     return final
@@ -156,16 +179,23 @@ def verify(archive: Archive, path: Path) -> str:
     size = path.stat().st_size
     if archive.size is not None and size != archive.size:
         path.unlink()
-        raise DataError(f"{archive.url}: got {size} bytes, expected {archive.size} (truncated or changed "
-                        f"upstream); deleted {path}, run fetch again")
+        raise DataError(
+            f"{archive.url}: got {size} bytes, expected {archive.size} (truncated or changed "
+            f"upstream); deleted {path}, run fetch again"
+        )
     digest = sha256_of(path)
     if archive.sha256 is None:
-        print(f"{archive.filename}: {size} bytes, sha256 {digest} (unverified: no published digest; "
-              "compare it with a trusted copy)", file=sys.stderr)
+        print(
+            f"{archive.filename}: {size} bytes, sha256 {digest} (unverified: no published digest; "
+            "compare it with a trusted copy)",
+            file=sys.stderr,
+        )
     elif digest != archive.sha256:
         path.unlink()
-        raise DataError(f"{archive.url}: sha256 {digest} does not match the expected {archive.sha256} "
-                        f"({archive.provenance}); deleted {path}")
+        raise DataError(
+            f"{archive.url}: sha256 {digest} does not match the expected {archive.sha256} "
+            f"({archive.provenance}); deleted {path}"
+        )
     return digest
 
 
@@ -196,7 +226,9 @@ def safe_extract(path: Path, target: Path, *, replace: bool = False) -> list[Pat
             members = archive.getmembers()
             for member in members:
                 if reason := _unsafe_reason(member):
-                    raise DataError(f"{path}: refusing to unpack {member.name!r} ({reason}); nothing was extracted")
+                    raise DataError(
+                        f"{path}: refusing to unpack {member.name!r} ({reason}); nothing was extracted"
+                    )
             target.mkdir(parents=True, exist_ok=True)
             staging = target / f".extract-{path.name}-{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
@@ -206,9 +238,11 @@ def safe_extract(path: Path, target: Path, *, replace: bool = False) -> list[Pat
                 destinations = [target / e.name for e in entries]
                 clash = [d for d in destinations if d.exists()]
                 if clash and not replace:
-                    raise DataError(f"{', '.join(map(str, clash))} already exist(s) and did not come from this "
-                                    "archive's verified unpacking; remove them, or pass --force to replace them")
-                for entry, destination in zip(entries, destinations):
+                    raise DataError(
+                        f"{', '.join(map(str, clash))} already exist(s) and did not come from this "
+                        "archive's verified unpacking; remove them, or pass --force to replace them"
+                    )
+                for entry, destination in zip(entries, destinations, strict=True):
                     if destination.exists():
                         shutil.rmtree(destination) if destination.is_dir() else destination.unlink()
                     os.replace(entry, destination)
@@ -219,8 +253,15 @@ def safe_extract(path: Path, target: Path, *, replace: bool = False) -> list[Pat
     return destinations
 
 
-def fetch(name: str, data_dir: Path, *, force: bool = False, progress: bool = True,
-          archive: Archive | None = None) -> list[Path]:
+def fetch(
+    name: str,
+    data_dir: Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    retry_wait: float = 2.0,
+    archive: Archive | None = None,
+) -> list[Path]:
     """Download (or resume), verify and unpack one archive; returns where its contents now are."""
     archive = archive or resolve(name)
     raw = data_dir / "raw"
@@ -229,12 +270,19 @@ def fetch(name: str, data_dir: Path, *, force: bool = False, progress: bool = Tr
         record = json.loads(marker.read_text())
         if all(Path(p).exists() for p in record["unpacked"]):
             return [Path(p) for p in record["unpacked"]]
-    file = download(archive, data_dir / "downloads", progress=progress)
+    file = download(archive, data_dir / "downloads", progress=progress, retry_wait=retry_wait)
     digest = archive.sha256 or sha256_of(file)
     unpacked = safe_extract(file, raw, replace=force or marker.is_file())
-    record = {"archive": archive.name, "url": archive.url, "file": str(file), "size": file.stat().st_size,
-              "sha256": digest, "verified": archive.sha256 is not None, "unpacked": [str(p) for p in unpacked],
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record = {
+        "archive": archive.name,
+        "url": archive.url,
+        "file": str(file),
+        "size": file.stat().st_size,
+        "sha256": digest,
+        "verified": archive.sha256 is not None,
+        "unpacked": [str(p) for p in unpacked],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, marker)

@@ -38,41 +38,62 @@ def cached_files(repo_id: str, splits: tuple[str, ...]) -> dict[str, list[Path]]
     """The newest cached copy of ``repo_id`` with every split: parquet (Hub cache) or arrow files."""
     org, name = repo_id.split("/")
     snapshots = hub_cache() / f"datasets--{org}--{name}" / "snapshots"
-    candidates = sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True) if snapshots.is_dir() else []
+    candidates = (
+        sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if snapshots.is_dir()
+        else []
+    )
     for snapshot in candidates:
         found = {s: sorted(snapshot.rglob(f"{s}-*.parquet")) for s in splits}
         if all(found.values()):
             return found
     arrow_root = datasets_cache() / f"{org}___{name}"
     if arrow_root.is_dir():
-        found = {s: sorted(p for p in arrow_root.rglob(f"{name}-{s}*.arrow")
-                           if p.name == f"{name}-{s}.arrow" or p.name.startswith(f"{name}-{s}-")) for s in splits}
+        found = {
+            s: sorted(
+                p
+                for p in arrow_root.rglob(f"{name}-{s}*.arrow")
+                if p.name == f"{name}-{s}.arrow" or p.name.startswith(f"{name}-{s}-")
+            )
+            for s in splits
+        }
         if all(found.values()):
             return found
     return None
 
 
-def load_splits(path_or_files: Path | dict[str, list[Path]], splits: tuple[str, ...]) -> dict[str, datasets.Dataset]:
+def load_splits(
+    path_or_files: Path | dict[str, list[Path]], splits: tuple[str, ...]
+) -> dict[str, datasets.Dataset]:
     """Open a saved ``DatasetDict`` folder, or cached parquet/arrow files, split by split."""
     try:
         if isinstance(path_or_files, Path):
             saved = datasets.load_from_disk(str(path_or_files))
             missing = [s for s in splits if s not in saved]
             if missing:
-                raise DataError(f"{path_or_files}: saved dataset has splits {sorted(saved)}, needs {', '.join(splits)}")
+                raise DataError(
+                    f"{path_or_files}: saved dataset has splits {sorted(saved)}, needs {', '.join(splits)}"
+                )
             return {s: saved[s] for s in splits}
         loaded = {}
         for split, files in path_or_files.items():
             if files[0].suffix == ".parquet":
-                loaded[split] = datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(datasets_cache()))
+                loaded[split] = datasets.Dataset.from_parquet(
+                    [str(f) for f in files], cache_dir=str(datasets_cache())
+                )
             else:
-                loaded[split] = datasets.concatenate_datasets([datasets.Dataset.from_file(str(f)) for f in files])
+                loaded[split] = datasets.concatenate_datasets(
+                    [datasets.Dataset.from_file(str(f)) for f in files]
+                )
         return loaded
     except DataError:
         raise
     except Exception as error:  # datasets raises many kinds for unreadable files
-        where = path_or_files if isinstance(path_or_files, Path) else sorted(str(f) for fs in path_or_files.values()
-                                                                             for f in fs)
+        where = (
+            path_or_files
+            if isinstance(path_or_files, Path)
+            else sorted(str(f) for fs in path_or_files.values() for f in fs)
+        )
         raise DataError(f"cannot read the Hugging Face dataset at {where}: {error}") from error
 
 
@@ -86,5 +107,7 @@ def source_paths(path_or_files: Path | dict[str, list[Path]]) -> list[Path]:
 def column(dataset: datasets.Dataset, names: tuple[str, ...], where: str) -> str:
     found = next((n for n in names if n in dataset.column_names), None)
     if found is None:
-        raise DataError(f"{where}: expected a column named {' or '.join(names)}; it has {dataset.column_names}")
+        raise DataError(
+            f"{where}: expected a column named {' or '.join(names)}; it has {dataset.column_names}"
+        )
     return found

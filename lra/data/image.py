@@ -49,9 +49,11 @@ HF_REPO = "uoft-cs/cifar10"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FORMAT_VERSION = 1
 VAL_FRACTION = 0.1
-FETCH_HINT = ("Get CIFAR-10 with `python -m lra.data fetch cifar10`, or set task.source_dir to a "
-              "cifar-10-batches-py folder, an image-folder tree ({train,test}/<class>/), its .tar.gz, "
-              "or a saved Hugging Face dataset.")
+FETCH_HINT = (
+    "Get CIFAR-10 with `python -m lra.data fetch cifar10`, or set task.source_dir to a "
+    "cifar-10-batches-py folder, an image-folder tree ({train,test}/<class>/), its .tar.gz, "
+    "or a saved Hugging Face dataset."
+)
 _TF_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
 
 
@@ -65,10 +67,17 @@ def tf_grayscale(rgb: np.ndarray) -> np.ndarray:
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles CIFAR batches (dicts of numpy arrays and lists) and refuses anything else."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("copyreg", "_reconstructor"), ("builtins", "object"),
-               ("_codecs", "encode")}  # how Python 3 pickles bytes at protocol 2
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+        ("_codecs", "encode"),
+    }  # how Python 3 pickles bytes at protocol 2
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -84,10 +93,14 @@ def read_pickle_batch(data: bytes | io.BufferedIOBase, where: str) -> tuple[np.n
         pixels = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as error:
-        raise DataError(f"{where}: truncated or corrupt CIFAR-10 pickle ({type(error).__name__}: {error})") from None
+        raise DataError(
+            f"{where}: truncated or corrupt CIFAR-10 pickle ({type(error).__name__}: {error})"
+        ) from None
     if pixels.ndim != 2 or pixels.shape[1] != 3072 or len(labels) != len(pixels):
-        raise DataError(f"{where}: expected 'data' of shape (n, 3072) and n labels, got {pixels.shape} "
-                        f"and {len(labels)} labels")
+        raise DataError(
+            f"{where}: expected 'data' of shape (n, 3072) and n labels, got {pixels.shape} "
+            f"and {len(labels)} labels"
+        )
     if labels.size and not (0 <= labels.min() and labels.max() <= 9):
         raise DataError(f"{where}: labels outside 0..9")
     return pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
@@ -168,10 +181,19 @@ class ImageFolderSource:
             with tarfile.open(self.path) as archive:
                 for member in archive:
                     parts = member.name.split("/")
-                    if not member.isfile() or len(parts) < 3 or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+                    if (
+                        not member.isfile()
+                        or len(parts) < 3
+                        or not parts[-1].lower().endswith(IMAGE_SUFFIXES)
+                    ):
                         continue
                     if parts[-3] in ("train", "test"):
-                        yield parts[-3], parts[-2], f"{self.path}:{member.name}", archive.extractfile(member).read()
+                        yield (
+                            parts[-3],
+                            parts[-2],
+                            f"{self.path}:{member.name}",
+                            archive.extractfile(member).read(),
+                        )
         except (tarfile.TarError, EOFError, OSError) as error:
             raise DataError(f"{self.path}: truncated or corrupt archive ({error})") from None
 
@@ -208,17 +230,31 @@ def split_last(count: int, fraction: float = VAL_FRACTION) -> int:
 
 
 class ImageDataModule(LRADataModule):
-    def __init__(self, *, source_dir: str | None = None, pixels: str = "tokens", prepare_workers: int | None = None,
-                 name: str = "image", **common):
+    def __init__(
+        self,
+        *,
+        source_dir: str | None = None,
+        pixels: str = "tokens",
+        prepare_workers: int | None = None,
+        name: str = "image",
+        **common,
+    ):
         super().__init__(**common)
         if pixels not in ("tokens", "floats"):
-            raise ValueError(f"task.pixels must be tokens (LRA: 256-way ids) or floats (value/255), not {pixels!r}")
+            raise ValueError(
+                f"task.pixels must be tokens (LRA: 256-way ids) or floats (value/255), not {pixels!r}"
+            )
         self.source_dir = Path(source_dir) if source_dir else None
         self.pixels = pixels
         self.prepare_workers = prepare_workers or os.cpu_count() or 1
         self.form = BatchForm(float_inputs=pixels == "floats")
-        self.spec = TaskSpec(name=name, num_classes=10, max_length=1024,
-                             vocab_size=256 if pixels == "tokens" else None, pads=False)
+        self.spec = TaskSpec(
+            name=name,
+            num_classes=10,
+            max_length=1024,
+            vocab_size=256 if pixels == "tokens" else None,
+            pads=False,
+        )
         self.source_label = ""
         self.source_path: Path | None = None
         self.source_format = ""
@@ -230,9 +266,11 @@ class ImageDataModule(LRADataModule):
         if self.source_dir is not None:
             found = self._classify(self.source_dir)
             if found is None:
-                raise DataError(f"task.source_dir={self.source_dir}: not a CIFAR-10 copy this loader reads "
-                                "(cifar-10-batches-py, {train,test}/<class>/ images, their .tar.gz, or a "
-                                "saved Hugging Face dataset)")
+                raise DataError(
+                    f"task.source_dir={self.source_dir}: not a CIFAR-10 copy this loader reads "
+                    "(cifar-10-batches-py, {train,test}/<class>/ images, their .tar.gz, or a "
+                    "saved Hugging Face dataset)"
+                )
             return found
         for candidate in (self.data_dir / "raw" / "cifar-10-batches-py", self.data_dir / "raw" / "cifar10"):
             looked.append(str(candidate))
@@ -261,7 +299,9 @@ class ImageDataModule(LRADataModule):
         return "folder", path
 
     # -- reading -------------------------------------------------------------------------------
-    def read_pickles(self, root: Path | None, archive: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def read_pickles(
+        self, root: Path | None, archive: Path | None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         names = (*TRAIN_BATCHES, "test_batch")
         raw: dict[str, bytes] = {}
         if archive is not None:
@@ -281,8 +321,10 @@ class ImageDataModule(LRADataModule):
         where = str(archive) + ":" if archive else f"{root}/"
         batches = {n: read_pickle_batch(raw[n], where + n) for n in names}
         train = [batches[n] for n in TRAIN_BATCHES]
-        return {"train": (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])),
-                "test": batches["test_batch"]}
+        return {
+            "train": (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])),
+            "test": batches["test_batch"],
+        }
 
     def read_folder(self, path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[int]]:
         """Both splits, and where each class's validation tail begins among its train images."""
@@ -291,8 +333,10 @@ class ImageDataModule(LRADataModule):
             grouped[split].setdefault(label, []).append((name.rsplit("/", 1)[-1], name, data))
         classes = sorted(grouped["train"])
         if len(classes) != 10 or sorted(grouped["test"]) != classes:
-            raise DataError(f"{path}: expected the same 10 class folders under train/ and test/, found "
-                            f"{classes} and {sorted(grouped['test'])}")
+            raise DataError(
+                f"{path}: expected the same 10 class folders under train/ and test/, found "
+                f"{classes} and {sorted(grouped['test'])}"
+            )
         splits, val_start = {}, []
         for split, by_class in grouped.items():
             items, labels = [], []
@@ -315,8 +359,10 @@ class ImageDataModule(LRADataModule):
             image_col = hf.column(dataset, ("img", "image"), f"{where} [{split}]")
             label_col = hf.column(dataset, ("label", "labels"), f"{where} [{split}]")
             dataset = dataset.cast_column(image_col, datasets.Image(decode=False))
-            items = [(f"{where} [{split}] row {i}", record["bytes"] or Path(record["path"]).read_bytes())
-                     for i, record in enumerate(dataset[image_col])]
+            items = [
+                (f"{where} [{split}] row {i}", record["bytes"] or Path(record["path"]).read_bytes())
+                for i, record in enumerate(dataset[image_col])
+            ]
             pixels, formats = _decode_all(items, self.prepare_workers)
             self.formats |= formats
             splits[split] = (pixels, np.asarray(dataset[label_col], dtype=np.int64))
@@ -333,7 +379,9 @@ class ImageDataModule(LRADataModule):
 
         def build(writer: cache.CacheWriter) -> None:
             if kind in ("pickles", "pickles-archive"):
-                splits = self.read_pickles(where if kind == "pickles" else None, where if kind != "pickles" else None)
+                splits = self.read_pickles(
+                    where if kind == "pickles" else None, where if kind != "pickles" else None
+                )
             elif kind == "folder":
                 splits, val_start = self.read_folder(where)
             else:
@@ -346,8 +394,11 @@ class ImageDataModule(LRADataModule):
                     in_val[rows[val_start[label] :]] = True
             else:
                 in_val = np.arange(len(train_labels)) >= split_last(len(train_labels))
-            parts = {"train": (train_pixels[~in_val], train_labels[~in_val]),
-                     "val": (train_pixels[in_val], train_labels[in_val]), "test": splits["test"]}
+            parts = {
+                "train": (train_pixels[~in_val], train_labels[~in_val]),
+                "val": (train_pixels[in_val], train_labels[in_val]),
+                "test": splits["test"],
+            }
             for split, (pixels, labels) in parts.items():
                 gray = tf_grayscale(pixels).reshape(len(pixels), 1024)
                 writer.save(f"{split}.inputs", gray)
@@ -355,8 +406,15 @@ class ImageDataModule(LRADataModule):
                 writer.save(f"{split}.labels", labels.astype(np.int8))
             self.source_label = self._label(kind)
 
-        directory = cache.prepared(self.data_dir, "image", {"grayscale": "tf.image.rgb_to_grayscale"}, sources,
-                                   build, FORMAT_VERSION, describe=lambda: {"data_source": self.source_label})
+        directory = cache.prepared(
+            self.data_dir,
+            "image",
+            {"grayscale": "tf.image.rgb_to_grayscale"},
+            sources,
+            build,
+            FORMAT_VERSION,
+            describe=lambda: {"data_source": self.source_label},
+        )
         self.source_label = str(cache.read_manifest(directory).get("data_source", ""))
         return directory
 
@@ -375,9 +433,14 @@ class ImageDataModule(LRADataModule):
         return f"CIFAR-10, partly JPEG ({', '.join(sorted(self.formats))}) copy"
 
     def describe_source(self) -> dict[str, object]:
-        return {"data_source": self.source_label, "format": self.source_format,
-                "source": str(self.source_path) if self.source_path else f"Hugging Face cache ({HF_REPO})",
-                "pixels": self.pixels, "grayscale": "tf.image.rgb_to_grayscale (float32, truncating)",
-                "splits": "train = first 90% of train, val = last 10%"
-                + (" of each class" if self.source_format == "folder" else "") + ", test = test",
-                "cache": str(self.cache_dir)}
+        return {
+            "data_source": self.source_label,
+            "format": self.source_format,
+            "source": str(self.source_path) if self.source_path else f"Hugging Face cache ({HF_REPO})",
+            "pixels": self.pixels,
+            "grayscale": "tf.image.rgb_to_grayscale (float32, truncating)",
+            "splits": "train = first 90% of train, val = last 10%"
+            + (" of each class" if self.source_format == "folder" else "")
+            + ", test = test",
+            "cache": str(self.cache_dir),
+        }

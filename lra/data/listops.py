@@ -51,15 +51,20 @@ LRA_VOCAB_SIZE = 16  # pad + 15 tokens; FIRST and LAST only in the TaylorShift v
 RELEASE_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 VARIANTS = ("lra", "taylorshift")
 FORMAT_VERSION = 2
-FETCH_HINT = ("Get LRA's release with `python -m lra.data fetch lra_release` (or set task.source_dir to its "
-              "unpacked root), or generate the data with task.source=generate.")
+FETCH_HINT = (
+    "Get LRA's release with `python -m lra.data fetch lra_release` (or set task.source_dir to its "
+    "unpacked root), or generate the data with task.source=generate."
+)
 
 
 def tokenize(expression: str, vocab_size: int, path: Path, line: int) -> list[int]:
     ids = [TOKEN_ID.get(t, -1) for t in expression.replace("(", " ").replace(")", " ").split()]
     if any(not 0 < i < vocab_size for i in ids):
-        bad = next(t for t in expression.replace("(", " ").replace(")", " ").split()
-                   if not 0 < TOKEN_ID.get(t, -1) < vocab_size)
+        bad = next(
+            t
+            for t in expression.replace("(", " ").replace(")", " ").split()
+            if not 0 < TOKEN_ID.get(t, -1) < vocab_size
+        )
         raise DataError(f"{path}:{line}: unknown ListOps token {bad!r}")
     return ids
 
@@ -88,7 +93,9 @@ def write_tsv(path: Path, examples: list[tuple[str, int]]) -> None:
         writer.writerows(examples)
 
 
-def encode(examples: list[tuple[str, int]], max_length: int, vocab_size: int, path: Path) -> dict[str, np.ndarray]:
+def encode(
+    examples: list[tuple[str, int]], max_length: int, vocab_size: int, path: Path
+) -> dict[str, np.ndarray]:
     inputs = np.zeros((len(examples), max_length), dtype=np.uint8)
     lengths = np.zeros(len(examples), dtype=np.int32)
     labels = np.zeros(len(examples), dtype=np.int8)
@@ -101,12 +108,15 @@ def encode(examples: list[tuple[str, int]], max_length: int, vocab_size: int, pa
 
 
 def generated_dir(data_dir: Path, sizes: dict[str, int], settings: ListOpsSettings, seed: int) -> Path:
-    key = cache.cache_key("listops-generated", {"sizes": sizes, "settings": settings.__dict__, "seed": seed}, [], 1)
+    key = cache.cache_key(
+        "listops-generated", {"sizes": sizes, "settings": settings.__dict__, "seed": seed}, [], 1
+    )
     return data_dir / "raw" / f"listops-generated-{key}"
 
 
-def ensure_generated(directory: Path, sizes: dict[str, int], settings: ListOpsSettings, seed: int,
-                     workers: int | None = None) -> Path:
+def ensure_generated(
+    directory: Path, sizes: dict[str, int], settings: ListOpsSettings, seed: int, workers: int | None = None
+) -> Path:
     """The release-format TSVs of a generated ListOps, generated once (atomically) into ``directory``."""
     if all((directory / f).is_file() for f in RELEASE_FILES.values()):
         return directory
@@ -120,9 +130,14 @@ def ensure_generated(directory: Path, sizes: dict[str, int], settings: ListOpsSe
         for split in SPLITS:
             write_tsv(staging / RELEASE_FILES[split], examples[start : start + sizes[split]])
             start += sizes[split]
-        summary = {"generator": "LRA lra_benchmarks/data/listops.py rules", "seed": seed, "sizes": sizes,
-                   "settings": settings.__dict__, "seconds": round(time.perf_counter() - started, 1),
-                   "labels": dict(sorted(Counter(v for _, v in examples).items()))}
+        summary = {
+            "generator": "LRA lra_benchmarks/data/listops.py rules",
+            "seed": seed,
+            "sizes": sizes,
+            "settings": settings.__dict__,
+            "seconds": round(time.perf_counter() - started, 1),
+            "labels": dict(sorted(Counter(v for _, v in examples).items())),
+        }
         (staging / "generation.json").write_text(json.dumps(summary, indent=1))
         shutil.rmtree(directory, ignore_errors=True)
         os.replace(staging, directory)
@@ -157,8 +172,13 @@ class EpochStampedSampler(ResumableBatchSampler):
         return [batch + self.epoch * self.num_samples for batch in super().batches()]
 
 
-def taylorshift_eval_set(count: int, block: int, settings: ListOpsSettings, seed: str, max_length: int,
-                         ) -> dict[str, np.ndarray]:
+def taylorshift_eval_set(
+    count: int,
+    block: int,
+    settings: ListOpsSettings,
+    seed: str,
+    max_length: int,
+) -> dict[str, np.ndarray]:
     """A fixed evaluation set in blocks of ``block`` trees of one length (one evaluation batch each)."""
     inputs = np.zeros((count, max_length), dtype=np.uint8)
     lengths = np.zeros(count, dtype=np.int32)
@@ -174,17 +194,31 @@ def taylorshift_eval_set(count: int, block: int, settings: ListOpsSettings, seed
 
 
 class ListOpsDataModule(LRADataModule):
-    def __init__(self, *, variant: str = "lra", max_length: int = 2000, source_dir: str | None = None,
-                 source: str = "auto", num_train: int = 96000, num_val: int = 2000, num_test: int = 2000,
-                 generator: dict | None = None, generator_seed: int = 0, generator_workers: int | None = None,
-                 name: str = "listops", **common):
+    def __init__(
+        self,
+        *,
+        variant: str = "lra",
+        max_length: int = 2000,
+        source_dir: str | None = None,
+        source: str = "auto",
+        num_train: int = 96000,
+        num_val: int = 2000,
+        num_test: int = 2000,
+        generator: dict | None = None,
+        generator_seed: int = 0,
+        generator_workers: int | None = None,
+        name: str = "listops",
+        **common,
+    ):
         super().__init__(**common)
         if variant not in VARIANTS:
             raise ValueError(f"task.variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
         if source not in ("auto", "release", "generate"):
             raise ValueError(f"task.source must be auto, release or generate, not {source!r}")
         if variant == "taylorshift" and source == "release":
-            raise ValueError("task.variant=taylorshift generates its data; task.source=release does not apply")
+            raise ValueError(
+                "task.variant=taylorshift generates its data; task.source=release does not apply"
+            )
         self.variant = variant
         self.source = "generate" if variant == "taylorshift" else source
         self.source_dir = Path(source_dir) if source_dir else None
@@ -197,11 +231,14 @@ class ListOpsDataModule(LRADataModule):
         vocab_size = len(VOCAB) if variant == "taylorshift" else LRA_VOCAB_SIZE
         if variant == "taylorshift":
             if self.generator.max_length > max_length:
-                raise ValueError(f"task.generator.max_length {self.generator.max_length} exceeds task.max_length "
-                                 f"{max_length}: TaylorShift trees have exactly their drawn length")
+                raise ValueError(
+                    f"task.generator.max_length {self.generator.max_length} exceeds task.max_length "
+                    f"{max_length}: TaylorShift trees have exactly their drawn length"
+                )
             self.form = BatchForm(trim=True)
-        self.spec = TaskSpec(name=name, num_classes=10, max_length=max_length, vocab_size=vocab_size,
-                             pads=variant == "lra")
+        self.spec = TaskSpec(
+            name=name, num_classes=10, max_length=max_length, vocab_size=vocab_size, pads=variant == "lra"
+        )
         self.source_files: dict[str, Path] = {}
         self.source_label = ""
         self.generated = variant == "taylorshift"
@@ -221,37 +258,72 @@ class ListOpsDataModule(LRADataModule):
             self.source_label = "LRA release listops-1000 TSVs"
         else:
             self.generated = True
-            directory = ensure_generated(generated_dir(self.data_dir, self.sizes, self.generator, self.generator_seed),
-                                         self.sizes, self.generator, self.generator_seed, self.generator_workers)
-            self.source_label = (f"generated with LRA's released listops rules (seed {self.generator_seed}, "
-                                 f"{self.sizes['train']}/{self.sizes['val']}/{self.sizes['test']})")
+            directory = ensure_generated(
+                generated_dir(self.data_dir, self.sizes, self.generator, self.generator_seed),
+                self.sizes,
+                self.generator,
+                self.generator_seed,
+                self.generator_workers,
+            )
+            self.source_label = (
+                f"generated with LRA's released listops rules (seed {self.generator_seed}, "
+                f"{self.sizes['train']}/{self.sizes['val']}/{self.sizes['test']})"
+            )
         self.source_files = {split: directory / name for split, name in RELEASE_FILES.items()}
 
         def build(writer: cache.CacheWriter) -> None:
             for split, path in self.source_files.items():
-                for field, array in encode(read_tsv(path), self.max_length, self.spec.vocab_size, path).items():
+                for field, array in encode(
+                    read_tsv(path), self.max_length, self.spec.vocab_size, path
+                ).items():
                     writer.save(f"{split}.{field}", array)
 
-        return cache.prepared(self.data_dir, "listops", {"max_length": self.max_length, "variant": "lra"},
-                              list(self.source_files.values()), build, FORMAT_VERSION,
-                              describe=lambda: {"data_source": self.source_label})
+        return cache.prepared(
+            self.data_dir,
+            "listops",
+            {"max_length": self.max_length, "variant": "lra"},
+            list(self.source_files.values()),
+            build,
+            FORMAT_VERSION,
+            describe=lambda: {"data_source": self.source_label},
+        )
 
     def _build_taylorshift(self) -> Path:
-        self.source_label = (f"TaylorShift long_listops generator, lengths {self.generator.min_length}.."
-                             f"{self.generator.max_length}, fresh training trees every epoch")
-        settings = {"variant": "taylorshift", "max_length": self.max_length, "generator": self.generator.__dict__,
-                    "seed": self.generator_seed, "val": self.sizes["val"], "test": self.sizes["test"],
-                    "block": self.eval_batch_size}
+        self.source_label = (
+            f"TaylorShift long_listops generator, lengths {self.generator.min_length}.."
+            f"{self.generator.max_length}, fresh training trees every epoch"
+        )
+        settings = {
+            "variant": "taylorshift",
+            "max_length": self.max_length,
+            "generator": self.generator.__dict__,
+            "seed": self.generator_seed,
+            "val": self.sizes["val"],
+            "test": self.sizes["test"],
+            "block": self.eval_batch_size,
+        }
 
         def build(writer: cache.CacheWriter) -> None:
             for split in ("val", "test"):
-                arrays = taylorshift_eval_set(self.sizes[split], self.eval_batch_size, self.generator,
-                                              f"{self.generator_seed}:{split}", self.max_length)
+                arrays = taylorshift_eval_set(
+                    self.sizes[split],
+                    self.eval_batch_size,
+                    self.generator,
+                    f"{self.generator_seed}:{split}",
+                    self.max_length,
+                )
                 for field, array in arrays.items():
                     writer.save(f"{split}.{field}", array)
 
-        return cache.prepared(self.data_dir, "listops", settings, [], build, FORMAT_VERSION,
-                              describe=lambda: {"data_source": self.source_label})
+        return cache.prepared(
+            self.data_dir,
+            "listops",
+            settings,
+            [],
+            build,
+            FORMAT_VERSION,
+            describe=lambda: {"data_source": self.source_label},
+        )
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
@@ -265,6 +337,10 @@ class ListOpsDataModule(LRADataModule):
         return self._loader(self.splits["train"], sampler)
 
     def describe_source(self) -> dict[str, object]:
-        return {"data_source": self.source_label, "variant": self.variant, "cache": str(self.cache_dir),
-                "files": {s: str(p) for s, p in self.source_files.items()},
-                "generator": {**self.generator.__dict__, "seed": self.generator_seed} if self.generated else None}
+        return {
+            "data_source": self.source_label,
+            "variant": self.variant,
+            "cache": str(self.cache_dir),
+            "files": {s: str(p) for s, p in self.source_files.items()},
+            "generator": {**self.generator.__dict__, "seed": self.generator_seed} if self.generated else None,
+        }

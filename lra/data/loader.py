@@ -22,8 +22,17 @@ from torch.utils.data import DataLoader, Sampler
 class ResumableBatchSampler(Sampler[list[int]]):
     """Batches of indices; shuffled by (seed, epoch) when ``shuffle``; can start mid-epoch."""
 
-    def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool, drop_last: bool = False, seed: int = 0,
-                 lengths: np.ndarray | None = None, pool_batches: int = 50):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool = False,
+        seed: int = 0,
+        lengths: np.ndarray | None = None,
+        pool_batches: int = 50,
+    ):
         if num_samples < 1:
             raise ValueError("cannot sample from an empty split")
         if drop_last and num_samples < batch_size:
@@ -60,7 +69,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
         lengths = np.asarray(self.lengths)
         if lengths.ndim > 1:  # dual inputs: bucket by the longer document
             lengths = lengths.max(axis=tuple(range(1, lengths.ndim)))
-        pools = [chunk[np.argsort(lengths[chunk], kind="stable")] for chunk in np.split(order, range(pool, len(order), pool))]
+        pools = [
+            chunk[np.argsort(lengths[chunk], kind="stable")]
+            for chunk in np.split(order, range(pool, len(order), pool))
+        ]
         order = np.concatenate(pools)
         if not self.shuffle:
             return order
@@ -96,5 +108,3 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.batch_sampler.epoch = state["epoch"]
         self.batch_sampler.skip = state["consumed"]
-
-

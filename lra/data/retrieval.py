@@ -30,15 +30,23 @@ from lra.data.base import BatchForm, LRADataModule, TaskSpec, first_with, releas
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.text import BYTE_VOCAB_SIZE
 
-FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
+FILES = {
+    "train": "new_aan_pairs.train.tsv",
+    "val": "new_aan_pairs.eval.tsv",
+    "test": "new_aan_pairs.test.tsv",
+}
 LRA_BYTE_CUT = 10_000  # matching/input_pipeline.py: encoder.encode(s.numpy()[:10000])
 FORMAT_VERSION = 1
-FETCH_HINT = ("Get LRA's release with `python -m lra.data fetch lra_release` (AAN is in its tsv_data/), "
-              "or set task.source_dir to the unpacked lra_release root or its tsv_data folder.")
-PROTOCOL = ("AAN byte-level matching, dual encoder: each document's UTF-8 bytes (id = byte + 1, 0 = pad), cut "
-            "to 10,000 bytes then to max_length={max_length}; the two documents are encoded separately by one "
-            "shared encoder (no cross-attention, no concatenation) and combined only in the classifier head "
-            "(LRA's released matching pipeline)")
+FETCH_HINT = (
+    "Get LRA's release with `python -m lra.data fetch lra_release` (AAN is in its tsv_data/), "
+    "or set task.source_dir to the unpacked lra_release root or its tsv_data folder."
+)
+PROTOCOL = (
+    "AAN byte-level matching, dual encoder: each document's UTF-8 bytes (id = byte + 1, 0 = pad), cut "
+    "to 10,000 bytes then to max_length={max_length}; the two documents are encoded separately by one "
+    "shared encoder (no cross-attention, no concatenation) and combined only in the classifier head "
+    "(LRA's released matching pipeline)"
+)
 
 
 def count_rows(path: Path) -> int:
@@ -58,8 +66,10 @@ def read_pairs(path: Path, inputs: np.ndarray, lengths: np.ndarray, labels: np.n
         for line_number, line in enumerate(f, start=1):
             fields = line.rstrip(b"\n").rstrip(b"\r").split(b"\t")
             if len(fields) != 5:
-                raise DataError(f"{path}:{line_number}: expected 5 tab-separated fields "
-                                f"(label, id1, id2, text1, text2), got {len(fields)}")
+                raise DataError(
+                    f"{path}:{line_number}: expected 5 tab-separated fields "
+                    f"(label, id1, id2, text1, text2), got {len(fields)}"
+                )
             try:
                 label = float(fields[0])
             except ValueError:
@@ -74,8 +84,17 @@ def read_pairs(path: Path, inputs: np.ndarray, lengths: np.ndarray, labels: np.n
 
 
 class RetrievalDataModule(LRADataModule):
-    def __init__(self, *, max_length: int = 4000, source_dir: str | None = None, trim_padding: bool = False,
-                 bucket_by_length: bool = False, pad_multiple: int = 128, name: str = "retrieval", **common):
+    def __init__(
+        self,
+        *,
+        max_length: int = 4000,
+        source_dir: str | None = None,
+        trim_padding: bool = False,
+        bucket_by_length: bool = False,
+        pad_multiple: int = 128,
+        name: str = "retrieval",
+        **common,
+    ):
         super().__init__(**common)
         if max_length < 1:
             raise ValueError(f"task.max_length must be positive (LRA: 4000 per document), got {max_length}")
@@ -83,7 +102,9 @@ class RetrievalDataModule(LRADataModule):
         self.source_dir = Path(source_dir) if source_dir else None
         self.bucket_by_length = bucket_by_length
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
-        self.spec = TaskSpec(name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE, dual=True)
+        self.spec = TaskSpec(
+            name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE, dual=True
+        )
         self.source_files: dict[str, Path] = {}
 
     def build_cache(self) -> Path:
@@ -105,10 +126,20 @@ class RetrievalDataModule(LRADataModule):
                 inputs.flush()
                 del inputs, lengths, labels
 
-        return cache.prepared(self.data_dir, "retrieval", {"max_length": self.max_length},
-                              list(self.source_files.values()), build, FORMAT_VERSION,
-                              describe=lambda: {"data_source": "AAN pairs, LRA release tsv_data"})
+        return cache.prepared(
+            self.data_dir,
+            "retrieval",
+            {"max_length": self.max_length},
+            list(self.source_files.values()),
+            build,
+            FORMAT_VERSION,
+            describe=lambda: {"data_source": "AAN pairs, LRA release tsv_data"},
+        )
 
     def describe_source(self) -> dict[str, object]:
-        return {"data_source": "AAN pairs, LRA release tsv_data", "protocol": PROTOCOL.format(max_length=self.max_length),
-                "files": {s: str(p) for s, p in self.source_files.items()}, "cache": str(self.cache_dir)}
+        return {
+            "data_source": "AAN pairs, LRA release tsv_data",
+            "protocol": PROTOCOL.format(max_length=self.max_length),
+            "files": {s: str(p) for s, p in self.source_files.items()},
+            "cache": str(self.cache_dir),
+        }

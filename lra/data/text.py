@@ -38,8 +38,10 @@ LABELS = {"neg": 0, "pos": 1}
 BYTE_VOCAB_SIZE = 257  # ByteTextEncoder: 256 bytes shifted by one, plus 0 for padding
 FORMAT_VERSION = 1
 VALIDATION = ("test", "holdout")
-FETCH_HINT = ("Get IMDB with `python -m lra.data fetch imdb`, or set task.source_dir to an aclImdb folder, "
-              "the aclImdb_v1.tar.gz archive, or a saved Hugging Face dataset.")
+FETCH_HINT = (
+    "Get IMDB with `python -m lra.data fetch imdb`, or set task.source_dir to an aclImdb folder, "
+    "the aclImdb_v1.tar.gz archive, or a saved Hugging Face dataset."
+)
 _REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
@@ -62,13 +64,15 @@ def _folder_root(path: Path) -> Path | None:
 
 
 def read_folder(root: Path) -> dict[str, list[tuple[int, int, bytes]]]:
-    """(label, file id, stripped bytes) per split from ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``."""
+    """(label, file id, stripped bytes) per split, from ``{train,test}/{pos,neg}/<id>_<rating>.txt``."""
     reviews: dict[str, list[tuple[int, int, bytes]]] = {"train": [], "test": []}
     for split in reviews:
         for name, label in LABELS.items():
             folder = root / split / name
             if not folder.is_dir():
-                raise DataError(f"{folder}: missing; an aclImdb copy has train/ and test/, each with pos/ and neg/")
+                raise DataError(
+                    f"{folder}: missing; an aclImdb copy has train/ and test/, each with pos/ and neg/"
+                )
             for file in folder.glob("*.txt"):
                 match = re.fullmatch(r"(\d+)_(\d+)\.txt", file.name)
                 if match is None:
@@ -85,7 +89,9 @@ def read_archive(path: Path) -> dict[str, list[tuple[int, int, bytes]]]:
             for member in archive:
                 match = _REVIEW.search(member.name)
                 if match and member.isfile():
-                    reviews[match[1]].append((LABELS[match[2]], int(match[3]), archive.extractfile(member).read().strip()))
+                    reviews[match[1]].append(
+                        (LABELS[match[2]], int(match[3]), archive.extractfile(member).read().strip())
+                    )
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(f"{path}: truncated or corrupt archive ({error})") from None
     return reviews
@@ -98,20 +104,38 @@ def read_hf(where: Path | dict[str, list[Path]]) -> dict[str, list[tuple[int, in
         label = hf.column(dataset, ("label",), f"{where} [{split}]")
         labels = dataset[label]
         if set(labels) - {0, 1}:
-            raise DataError(f"{where} [{split}]: labels must be 0 (neg) or 1 (pos), found {sorted(set(labels))}")
-        reviews[split] = [(y, i, t.encode("utf-8").strip()) for i, (t, y) in enumerate(zip(dataset[text], labels))]
+            raise DataError(
+                f"{where} [{split}]: labels must be 0 (neg) or 1 (pos), found {sorted(set(labels))}"
+            )
+        reviews[split] = [
+            (y, i, t.encode("utf-8").strip())
+            for i, (t, y) in enumerate(zip(dataset[text], labels, strict=True))
+        ]
     return reviews
 
 
 class TextDataModule(LRADataModule):
-    def __init__(self, *, max_length: int = 4000, source_dir: str | None = None, validation: str = "test",
-                 holdout_fraction: float = 0.1, split_seed: int = 0, trim_padding: bool = False,
-                 bucket_by_length: bool = False, pad_multiple: int = 128, name: str = "text", **common):
+    def __init__(
+        self,
+        *,
+        max_length: int = 4000,
+        source_dir: str | None = None,
+        validation: str = "test",
+        holdout_fraction: float = 0.1,
+        split_seed: int = 0,
+        trim_padding: bool = False,
+        bucket_by_length: bool = False,
+        pad_multiple: int = 128,
+        name: str = "text",
+        **common,
+    ):
         super().__init__(**common)
         if max_length < 1:
             raise ValueError(f"task.max_length must be positive (LRA: 1000, 2000 or 4000), got {max_length}")
         if validation not in VALIDATION:
-            raise ValueError(f"task.validation must be test (LRA: validate on test) or holdout, not {validation!r}")
+            raise ValueError(
+                f"task.validation must be test (LRA: validate on test) or holdout, not {validation!r}"
+            )
         if not 0 < holdout_fraction < 1:
             raise ValueError(f"task.holdout_fraction must be between 0 and 1, got {holdout_fraction}")
         self.max_length = max_length
@@ -137,8 +161,10 @@ class TextDataModule(LRADataModule):
                 return "hf", path
             if path.is_dir() and (root := _folder_root(path)):
                 return "folder", root
-            raise DataError(f"task.source_dir={path}: not an aclImdb folder, an aclImdb .tar.gz, or a saved "
-                            "Hugging Face dataset")
+            raise DataError(
+                f"task.source_dir={path}: not an aclImdb folder, an aclImdb .tar.gz, or a saved "
+                "Hugging Face dataset"
+            )
         raw = self.data_dir / "raw" / "aclImdb"
         if raw.is_dir() and (root := _folder_root(raw)):
             return "folder", root
@@ -175,8 +201,15 @@ class TextDataModule(LRADataModule):
                 writer.save(f"{split}.lengths", lengths)
                 writer.save(f"{split}.labels", np.array([label for label, _, _ in items], dtype=np.int8))
 
-        return cache.prepared(self.data_dir, "text", settings, sources, build, FORMAT_VERSION,
-                              describe=lambda: {"data_source": self.source_label()})
+        return cache.prepared(
+            self.data_dir,
+            "text",
+            settings,
+            sources,
+            build,
+            FORMAT_VERSION,
+            describe=lambda: {"data_source": self.source_label()},
+        )
 
     def source_label(self) -> str:
         kind = {"folder": "aclImdb folder", "archive": "aclImdb archive", "hf": f"Hugging Face {HF_REPO}"}
@@ -185,11 +218,19 @@ class TextDataModule(LRADataModule):
     def validation_description(self) -> str:
         if self.validation == "test":
             return "test (LRA's protocol: IMDB has no validation split, so LRA validated on test)"
-        return (f"val: held-out {self.holdout_fraction:.0%} of train (random slice, split_seed {self.split_seed}); "
-                "differs from LRA's protocol")
+        return (
+            f"val: held-out {self.holdout_fraction:.0%} of train "
+            f"(random slice, split_seed {self.split_seed}); "
+            "differs from LRA's protocol"
+        )
 
     def describe_source(self) -> dict[str, object]:
         where = str(self.source) if isinstance(self.source, Path) else f"Hugging Face cache ({HF_REPO})"
-        return {"data_source": self.source_label(), "source": where, "validation": self.validation_description(),
-                "encoding": f"UTF-8 bytes of the stripped review, id = byte + 1 (0 = padding), first "
-                            f"{self.max_length} bytes", "cache": str(self.cache_dir)}
+        return {
+            "data_source": self.source_label(),
+            "source": where,
+            "validation": self.validation_description(),
+            "encoding": f"UTF-8 bytes of the stripped review, id = byte + 1 (0 = padding), first "
+            f"{self.max_length} bytes",
+            "cache": str(self.cache_dir),
+        }

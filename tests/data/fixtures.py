@@ -52,18 +52,22 @@ def write_cifar_pickles(root: Path, per_batch: int = 4, test: int = 5) -> tuple[
     for i, name in enumerate([*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]):
         images, labels = cifar_images(test if name == "test_batch" else per_batch, seed=i)
         batches[name] = (images, labels)
-        record = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
-                  b"data": images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
-                  b"filenames": [f"{name}_{j}.png".encode() for j in range(len(images))]}
+        record = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in labels],
+            b"data": images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
+            b"filenames": [f"{name}_{j}.png".encode() for j in range(len(images))],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(record, f, protocol=2)
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [c.encode() for c in CLASSES]}))
     return folder, batches
 
 
-def write_image_folder(root: Path, per_class_train: int = 10, per_class_test: int = 2, fmt: str = "PNG",
-                       quality: int = 75) -> tuple[Path, dict[str, list[tuple[str, int, np.ndarray]]]]:
-    """``{train,test}/<class>/NNNN.png`` (or .jpg); returns the written (file name, label, pixels) per split."""
+def write_image_folder(
+    root: Path, per_class_train: int = 10, per_class_test: int = 2, fmt: str = "PNG", quality: int = 75
+) -> tuple[Path, dict[str, list[tuple[str, int, np.ndarray]]]]:
+    """``{train,test}/<class>/N.png`` (or .jpg); returns the written (file name, label, pixels) per split."""
     written: dict[str, list[tuple[str, int, np.ndarray]]] = {"train": [], "test": []}
     suffix = "png" if fmt == "PNG" else "jpg"
     for split, count in (("train", per_class_train), ("test", per_class_test)):
@@ -78,13 +82,19 @@ def write_image_folder(root: Path, per_class_train: int = 10, per_class_test: in
     return root, written
 
 
-def aan_row(label: str, text1: bytes, text2: bytes, id1: bytes = b"P00-1001", id2: bytes = b"P00-1002") -> bytes:
+def aan_row(
+    label: str, text1: bytes, text2: bytes, id1: bytes = b"P00-1001", id2: bytes = b"P00-1002"
+) -> bytes:
     return b"\t".join([label.encode(), id1, id2, text1, text2]) + b"\n"
 
 
 def write_aan(folder: Path, rows: dict[str, list[bytes]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    names = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
+    names = {
+        "train": "new_aan_pairs.train.tsv",
+        "val": "new_aan_pairs.eval.tsv",
+        "test": "new_aan_pairs.test.tsv",
+    }
     for split, lines in rows.items():
         (folder / names[split]).write_bytes(b"".join(lines))
     return folder

@@ -23,9 +23,14 @@ def build_with(values: np.ndarray, calls: list[int]):
 
 
 def make(tmp_path: Path, source: Path, settings=None, calls=None) -> Path:
-    return cache.prepared(tmp_path / "data", "toy", settings or {"n": 1}, [source],
-                          build_with(np.arange(6, dtype=np.uint8).reshape(2, 3), calls if calls is not None else []),
-                          describe=lambda: {"data_source": "toy"})
+    return cache.prepared(
+        tmp_path / "data",
+        "toy",
+        settings or {"n": 1},
+        [source],
+        build_with(np.arange(6, dtype=np.uint8).reshape(2, 3), calls if calls is not None else []),
+        describe=lambda: {"data_source": "toy"},
+    )
 
 
 @pytest.fixture

@@ -21,10 +21,23 @@ from .fixtures import tar_gz, write_cifar_pickles, write_image_folder
 # first block are colours where TF's float32 truncation differs from round(), from floor(), and from
 # the same formula in float64, so only a bit-exact reimplementation passes.
 TF_GRAY = {
-    (255, 255, 255): 255, (0, 0, 0): 0, (255, 0, 0): 76, (0, 255, 0): 149, (0, 0, 255): 29, (1, 1, 1): 1,
-    (128, 128, 128): 128, (200, 100, 50): 124, (17, 250, 3): 152, (254, 1, 77): 85,
-    (0, 0, 5): 0, (0, 0, 6): 0, (0, 0, 114): 13, (0, 0, 149): 17,
-    (0, 122, 186): 93, (3, 121, 122): 86, (3, 254, 50): 156,
+    (255, 255, 255): 255,
+    (0, 0, 0): 0,
+    (255, 0, 0): 76,
+    (0, 255, 0): 149,
+    (0, 0, 255): 29,
+    (1, 1, 1): 1,
+    (128, 128, 128): 128,
+    (200, 100, 50): 124,
+    (17, 250, 3): 152,
+    (254, 1, 77): 85,
+    (0, 0, 5): 0,
+    (0, 0, 6): 0,
+    (0, 0, 114): 13,
+    (0, 0, 149): 17,
+    (0, 122, 186): 93,
+    (3, 121, 122): 86,
+    (3, 254, 50): 156,
 }
 
 
@@ -34,8 +47,11 @@ def test_grayscale_matches_tensorflow_bit_for_bit():
 
 
 def image_module(tmp_path: Path, **options):
-    return create({"name": "image", "batch_size": 2, "prepare_workers": 1, **options},
-                  data_dir=tmp_path / "data", seed=0)
+    return create(
+        {"name": "image", "batch_size": 2, "prepare_workers": 1, **options},
+        data_dir=tmp_path / "data",
+        seed=0,
+    )
 
 
 def gray_tokens(pixels: np.ndarray) -> list[list[int]]:
@@ -58,7 +74,10 @@ def test_pickles_give_lras_splits_and_tokens(tmp_path: Path, hf_home):
     assert len(dm.splits["train"]) == 18 and len(dm.splits["val"]) == 2  # last 10% of 20
     assert train["inputs"].tolist() == gray_tokens(train_images[:18])
     assert val["inputs"].tolist() == gray_tokens(train_images[18:])
-    assert train["labels"].tolist() == train_labels[:18].tolist() and val["labels"].tolist() == train_labels[18:].tolist()
+    assert (
+        train["labels"].tolist() == train_labels[:18].tolist()
+        and val["labels"].tolist() == train_labels[18:].tolist()
+    )
     assert test["inputs"].tolist() == gray_tokens(batches["test_batch"][0])
     assert "padding_mask" not in train and dm.spec.vocab_size == 256 and not dm.spec.pads
     assert dm.describe_source()["data_source"] == "CIFAR-10 (python pickles)"
@@ -99,8 +118,9 @@ def test_image_folder_holds_out_the_last_tenth_of_each_class(tmp_path: Path, hf_
 
 
 def test_jpeg_copy_is_labelled_with_its_quality(tmp_path: Path, hf_home):
-    root, written = write_image_folder(tmp_path / "cifar10-jpeg", per_class_train=1, per_class_test=1,
-                                       fmt="JPEG", quality=75)
+    root, written = write_image_folder(
+        tmp_path / "cifar10-jpeg", per_class_train=1, per_class_test=1, fmt="JPEG", quality=75
+    )
     archive = tar_gz(root, tmp_path / "cifar10_jpeg_q75.tar.gz")
     dm = image_module(tmp_path, source_dir=str(archive))
     dm.prepare_data()
@@ -115,9 +135,14 @@ def test_saved_hugging_face_dataset(tmp_path: Path, hf_home):
     images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
     splits = {"train": (images[:10], list(range(10))), "test": (images[10:], [3, 4])}
-    datasets.DatasetDict({s: datasets.Dataset.from_dict({"img": [Image.fromarray(p) for p in px], "label": y},
-                                                        features=features)
-                          for s, (px, y) in splits.items()}).save_to_disk(str(tmp_path / "cifar_saved"))
+    datasets.DatasetDict(
+        {
+            s: datasets.Dataset.from_dict(
+                {"img": [Image.fromarray(p) for p in px], "label": y}, features=features
+            )
+            for s, (px, y) in splits.items()
+        }
+    ).save_to_disk(str(tmp_path / "cifar_saved"))
     dm = image_module(tmp_path, source_dir=str(tmp_path / "cifar_saved"))
     dm.prepare_data()
     dm.setup()
@@ -162,4 +187,6 @@ def test_wrong_size_image_is_reported(tmp_path: Path, hf_home):
 def test_missing_data_names_the_places_and_the_fetch_command(tmp_path: Path, hf_home):
     with pytest.raises(DataNotFoundError) as error:
         image_module(tmp_path).prepare_data()
-    assert "raw/cifar-10-batches-py" in str(error.value) and "python -m lra.data fetch cifar10" in str(error.value)
+    assert "raw/cifar-10-batches-py" in str(error.value) and "python -m lra.data fetch cifar10" in str(
+        error.value
+    )

@@ -78,7 +78,11 @@ def test_truncation_to_max_length(tmp_path: Path):
     [
         ("Source,Target", RELEASE_ROWS, ":1: expected the header"),
         ("Source\tTarget", [("( [MIN 1 ] )", 12)], ":2: expected 'expression<TAB>digit'"),
-        ("Source\tTarget", [*RELEASE_ROWS, ("( ( [MIN 1 ) [FIRST ] )", 1)], ":5: unknown ListOps token '[FIRST'"),
+        (
+            "Source\tTarget",
+            [*RELEASE_ROWS, ("( ( [MIN 1 ) [FIRST ] )", 1)],
+            ":5: unknown ListOps token '[FIRST'",
+        ),
     ],
 )
 def test_corrupt_tsv_is_reported_with_file_and_line(tmp_path: Path, header, rows, message):
@@ -153,8 +157,15 @@ def test_generation_does_not_depend_on_worker_count():
 
 
 def test_generated_source_is_written_in_release_format_and_reused(tmp_path: Path):
-    options = {"source": "generate", "max_length": 64, "num_train": 40, "num_val": 8, "num_test": 8,
-               "generator": {"max_depth": 4, "max_args": 4, "min_length": 6, "max_length": 64}, "generator_workers": 1}
+    options = {
+        "source": "generate",
+        "max_length": 64,
+        "num_train": 40,
+        "num_val": 8,
+        "num_test": 8,
+        "generator": {"max_depth": 4, "max_args": 4, "min_length": 6, "max_length": 64},
+        "generator_workers": 1,
+    }
     dm = datamodule(tmp_path, **options)
     dm.prepare_data()
     files = dm.describe_source()["files"]
@@ -187,8 +198,17 @@ def test_upper_median_differs_from_lras_median():
 
 
 def test_taylorshift_variant_redraws_every_epoch_and_resumes(tmp_path: Path):
-    dm = datamodule(tmp_path, variant="taylorshift", max_length=60, num_train=8, num_val=6, num_test=4,
-                    batch_size=4, eval_batch_size=3, generator={"min_length": 20, "max_length": 60})
+    dm = datamodule(
+        tmp_path,
+        variant="taylorshift",
+        max_length=60,
+        num_train=8,
+        num_val=6,
+        num_test=4,
+        batch_size=4,
+        eval_batch_size=3,
+        generator={"min_length": 20, "max_length": 60},
+    )
     dm.prepare_data()
     dm.setup()
     assert dm.spec.vocab_size == len(VOCAB) == 18 and not dm.spec.pads

@@ -15,8 +15,9 @@ LONG = "é".encode() * 6000  # 12,000 bytes: past LRA's 10,000-byte cut
 
 
 def retrieval_module(tmp_path: Path, **options):
-    return create({"name": "retrieval", "batch_size": 2, "max_length": 8, **options}, data_dir=tmp_path / "data",
-                  seed=0)
+    return create(
+        {"name": "retrieval", "batch_size": 2, "max_length": 8, **options}, data_dir=tmp_path / "data", seed=0
+    )
 
 
 def release(tmp_path: Path, rows=None) -> Path:
@@ -59,8 +60,9 @@ def test_documents_are_cut_at_10000_bytes_before_max_length(tmp_path: Path):
 
 
 def test_trimmed_dual_batches_share_one_width(tmp_path: Path):
-    dm = retrieval_module(tmp_path, source_dir=str(release(tmp_path)), max_length=64, trim_padding=True,
-                          pad_multiple=1)
+    dm = retrieval_module(
+        tmp_path, source_dir=str(release(tmp_path)), max_length=64, trim_padding=True, pad_multiple=1
+    )
     dm.prepare_data()
     dm.setup()
     batch = dm.splits["train"].__getitems__([0, 1])
@@ -70,14 +72,20 @@ def test_trimmed_dual_batches_share_one_width(tmp_path: Path):
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        (b"1\tP1\tP2\tonly four\n", ":2: expected 5 tab-separated fields (label, id1, id2, text1, text2), got 4"),
+        (
+            b"1\tP1\tP2\tonly four\n",
+            ":2: expected 5 tab-separated fields (label, id1, id2, text1, text2), got 4",
+        ),
         (aan_row("yes", b"a", b"b"), ":2: label must be 0 or 1"),
         (aan_row("2", b"a", b"b"), ":2: label must be 0 or 1"),
     ],
 )
 def test_bad_rows_are_reported_with_file_and_line(tmp_path: Path, row: bytes, message: str):
-    rows = {"train": [aan_row("1", b"a", b"b"), row], "val": [aan_row("0", b"a", b"b")],
-            "test": [aan_row("0", b"a", b"b")]}
+    rows = {
+        "train": [aan_row("1", b"a", b"b"), row],
+        "val": [aan_row("0", b"a", b"b")],
+        "test": [aan_row("0", b"a", b"b")],
+    }
     dm = retrieval_module(tmp_path, source_dir=str(release(tmp_path, rows)))
     with pytest.raises(DataError) as error:
         dm.prepare_data()

@@ -13,13 +13,19 @@ from lra.data.errors import DataError, DataNotFoundError
 from .fixtures import REVIEWS, tar_gz, write_imdb
 
 # Sorted neg before pos, by file id; stripped as tfds does (bytes.strip()).
-TRAIN = [(0, REVIEWS[("train", "neg", "3_1.txt")].strip()), (0, REVIEWS[("train", "neg", "10_2.txt")].strip()),
-         (1, REVIEWS[("train", "pos", "0_9.txt")].strip()), (1, REVIEWS[("train", "pos", "7_10.txt")].strip())]
+TRAIN = [
+    (0, REVIEWS[("train", "neg", "3_1.txt")].strip()),
+    (0, REVIEWS[("train", "neg", "10_2.txt")].strip()),
+    (1, REVIEWS[("train", "pos", "0_9.txt")].strip()),
+    (1, REVIEWS[("train", "pos", "7_10.txt")].strip()),
+]
 TEST = [(0, b"Meh"), (1, b"Fine")]
 
 
 def text_module(tmp_path: Path, **options):
-    return create({"name": "text", "batch_size": 2, "max_length": 16, **options}, data_dir=tmp_path / "data", seed=0)
+    return create(
+        {"name": "text", "batch_size": 2, "max_length": 16, **options}, data_dir=tmp_path / "data", seed=0
+    )
 
 
 def ids(document: bytes, width: int) -> list[int]:
@@ -35,7 +41,9 @@ def check_splits(dm, width: int = 16) -> None:
         batch = data.__getitems__(list(range(len(data))))
         assert batch["labels"].tolist() == [label for label, _ in expected]
         assert batch["inputs"].tolist() == [ids(doc, width) for _, doc in expected]
-        assert batch["padding_mask"].tolist() == [[i >= len(doc[:width]) for i in range(width)] for _, doc in expected]
+        assert batch["padding_mask"].tolist() == [
+            [i >= len(doc[:width]) for i in range(width)] for _, doc in expected
+        ]
 
 
 def test_folder_bytes_are_shifted_by_one_and_stripped(tmp_path: Path, hf_home):
@@ -63,9 +71,14 @@ def test_data_raw_is_found_without_configuration(tmp_path: Path, hf_home):
 
 def hf_copy() -> datasets.DatasetDict:
     split = {"train": TRAIN, "test": TEST}
-    return datasets.DatasetDict({s: datasets.Dataset.from_dict({"text": [d.decode() + " " for _, d in rows],
-                                                                "label": [y for y, _ in rows]})
-                                 for s, rows in split.items()})
+    return datasets.DatasetDict(
+        {
+            s: datasets.Dataset.from_dict(
+                {"text": [d.decode() + " " for _, d in rows], "label": [y for y, _ in rows]}
+            )
+            for s, rows in split.items()
+        }
+    )
 
 
 def test_saved_hugging_face_dataset(tmp_path: Path, hf_home):
@@ -104,7 +117,9 @@ def test_holdout_validation_is_a_fixed_slice_of_train(tmp_path: Path, hf_home):
 
 def test_trimming_cuts_padding_and_drops_the_mask_when_none_is_left(tmp_path: Path, hf_home):
     write_imdb(tmp_path / "src")
-    dm = text_module(tmp_path, source_dir=str(tmp_path / "src"), max_length=64, trim_padding=True, pad_multiple=4)
+    dm = text_module(
+        tmp_path, source_dir=str(tmp_path / "src"), max_length=64, trim_padding=True, pad_multiple=4
+    )
     dm.prepare_data()
     dm.setup()
     batch = dm.splits["test"].__getitems__([0, 1])  # 3 and 4 bytes
@@ -117,7 +132,11 @@ def test_missing_data_names_the_places_and_the_fetch_command(tmp_path: Path, hf_
     with pytest.raises(DataNotFoundError) as error:
         text_module(tmp_path).prepare_data()
     message = str(error.value)
-    assert "raw/aclImdb" in message and "stanfordnlp/imdb" in message and "python -m lra.data fetch imdb" in message
+    assert (
+        "raw/aclImdb" in message
+        and "stanfordnlp/imdb" in message
+        and "python -m lra.data fetch imdb" in message
+    )
 
 
 def test_truncated_archive_is_reported(tmp_path: Path, hf_home):

@@ -61,11 +61,15 @@ class ListOpsSettings:
         if self.max_args < 2 or self.max_depth < 1:
             raise ValueError("listops generator: max_args must be >= 2 and max_depth >= 1")
         if not self.min_length < self.max_length:
-            raise ValueError(f"listops generator: min_length {self.min_length} must be below max_length {self.max_length}")
+            raise ValueError(
+                f"listops generator: min_length {self.min_length} must be below max_length {self.max_length}"
+            )
         unknown = set(self.operators) - set(TAYLORSHIFT_OPERATORS)
         if unknown:
-            raise ValueError(f"listops generator: unknown operator(s) {sorted(unknown)}; "
-                             f"known: {', '.join(TAYLORSHIFT_OPERATORS)}")
+            raise ValueError(
+                f"listops generator: unknown operator(s) {sorted(unknown)}; "
+                f"known: {', '.join(TAYLORSHIFT_OPERATORS)}"
+            )
 
 
 def generate_tree(rng: random.Random, depth: int, settings: ListOpsSettings):
@@ -141,7 +145,9 @@ def evaluate_tokens(tokens: list[str], upper_median: bool = False) -> int:
             continue
         if token == END:
             operator, args = stack.pop()
-            value = sorted(args)[len(args) // 2] if upper_median and operator == MED else apply(operator, args)
+            value = (
+                sorted(args)[len(args) // 2] if upper_median and operator == MED else apply(operator, args)
+            )
         else:
             value = int(token)
         if stack:
@@ -175,7 +181,9 @@ def _chunks(seed: int, settings: ListOpsSettings, workers: int) -> Iterator[list
             yield done.result()
 
 
-def generate(num_samples: int, settings: ListOpsSettings, seed: int, workers: int | None = None) -> list[tuple[str, int]]:
+def generate(
+    num_samples: int, settings: ListOpsSettings, seed: int, workers: int | None = None
+) -> list[tuple[str, int]]:
     """``num_samples`` distinct (expression, value) pairs within the length window (LRA's rules)."""
     workers = workers or os.cpu_count() or 1
     workers = min(workers, -(-num_samples // CHUNK))
@@ -267,7 +275,9 @@ class _TaylorShiftTree:
                 return False
             weights = [self.max_args - len(node.items)]
             if depth < self.max_depth:
-                weights += [self.open_slots(i, depth + 1) if isinstance(i, _Operator) else 0 for i in node.items]
+                weights += [
+                    self.open_slots(i, depth + 1) if isinstance(i, _Operator) else 0 for i in node.items
+                ]
             index = self.weighted(weights)
             if index == 0:
                 node.items.append(self.rng.choice(range(10)))
@@ -314,7 +324,7 @@ def _value(node: _Operator) -> int:
 
 
 def taylorshift_tree(rng: random.Random, length: int, settings: ListOpsSettings) -> tuple[list[str], int]:
-    """One TaylorShift expression of exactly ``length`` tokens (their ``MathTree.generate``), and its value."""
+    """One TaylorShift expression of exactly ``length`` tokens (``MathTree.generate``) and its value."""
     grower = _TaylorShiftTree(rng, settings)
     while (root := grower.generate(length)) is None:
         pass
@@ -323,7 +333,9 @@ def taylorshift_tree(rng: random.Random, length: int, settings: ListOpsSettings)
     return tokens, _value(root)
 
 
-def taylorshift_batch(rng: random.Random, batch_size: int, settings: ListOpsSettings) -> tuple[int, list[tuple[list[str], int]]]:
+def taylorshift_batch(
+    rng: random.Random, batch_size: int, settings: ListOpsSettings
+) -> tuple[int, list[tuple[list[str], int]]]:
     """One batch as TaylorShift's ``LongListOps`` draws it: one length for the batch, then its trees."""
     length = rng.randint(settings.min_length, settings.max_length)
     return length, [taylorshift_tree(rng, length, settings) for _ in range(batch_size)]
