@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from lra.data.errors import DataError
+
+if TYPE_CHECKING:
+    import datasets
 
 
 def _hf_home() -> Path:
@@ -66,6 +68,8 @@ def load_splits(
     path_or_files: Path | dict[str, list[Path]], splits: tuple[str, ...]
 ) -> dict[str, datasets.Dataset]:
     """Open a saved ``DatasetDict`` folder, or cached parquet/arrow files, split by split."""
+    import datasets  # imported here: it takes a second, and most runs never read a Hugging Face copy
+
     try:
         if isinstance(path_or_files, Path):
             saved = datasets.load_from_disk(str(path_or_files))

@@ -251,9 +251,10 @@ class ListOpsDataModule(LRADataModule):
         if self.variant == "taylorshift":
             return self._build_taylorshift()
         directory = self.release_dir() if self.source != "generate" else None
-        if directory is None and self.source == "release":
+        # an explicit source_dir that holds no release is a mistake to report, not a reason to generate
+        if directory is None and (self.source == "release" or (self.source == "auto" and self.source_dir)):
             looked = [str(c) for c in release_candidates(self.source_dir, self.data_dir, "listops-1000")]
-            raise DataNotFoundError("ListOps (task.source=release)", looked, FETCH_HINT)
+            raise DataNotFoundError("ListOps release TSVs", looked, FETCH_HINT)
         if directory is not None:
             self.source_label = "LRA release listops-1000 TSVs"
         else:

@@ -101,6 +101,11 @@ def test_missing_release_says_where_it_looked_and_how_to_fetch(tmp_path: Path):
     assert "raw/lra_release/listops-1000" in message and "python -m lra.data fetch lra_release" in message
 
 
+def test_a_wrong_source_dir_is_reported_not_replaced_by_generation(tmp_path: Path):
+    with pytest.raises(DataNotFoundError, match="ListOps release TSVs"):
+        datamodule(tmp_path, source_dir=str(tmp_path / "nowhere")).prepare_data()
+
+
 def _depth_and_arity(tokens: list[str]) -> tuple[int, list[int]]:
     depth, deepest, stack, arities = 0, 0, [], []
     for token in tokens:
