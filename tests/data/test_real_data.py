@@ -18,8 +18,11 @@ CIFAR = SHARED / "cifar10" / "cifar10_jpeg_q75.tar.gz"
 @pytest.mark.slow
 @pytest.mark.skipif(not IMDB.is_file(), reason=f"{IMDB} not present")
 def test_real_imdb_archive(tmp_path: Path, hf_home):
-    dm = create({"name": "text", "batch_size": 32, "max_length": 4000, "source_dir": str(IMDB)},
-                data_dir=tmp_path, seed=0)
+    dm = create(
+        {"name": "text", "batch_size": 32, "max_length": 4000, "source_dir": str(IMDB)},
+        data_dir=tmp_path,
+        seed=0,
+    )
     dm.prepare_data()
     dm.setup()
     for split in ("train", "test"):
