@@ -256,7 +256,7 @@ class ListOpsDataModule(LRADataModule):
             looked = [str(c) for c in release_candidates(self.source_dir, self.data_dir, "listops-1000")]
             raise DataNotFoundError("ListOps release TSVs", looked, FETCH_HINT)
         if directory is not None:
-            self.source_label = "LRA release listops-1000 TSVs"
+            self.source_label = self.folder_label(directory)
         else:
             self.generated = True
             directory = ensure_generated(
@@ -287,6 +287,19 @@ class ListOpsDataModule(LRADataModule):
             build,
             FORMAT_VERSION,
             describe=lambda: {"data_source": self.source_label},
+        )
+
+    @staticmethod
+    def folder_label(directory: Path) -> str:
+        """A generated folder (``generate listops`` writes ``generation.json``) is never called the release."""
+        summary = directory / "generation.json"
+        if not summary.is_file():
+            return "LRA release listops-1000 TSVs"
+        generation = json.loads(summary.read_text())
+        sizes = generation.get("sizes", {})
+        return (
+            f"generated with LRA's released listops rules (seed {generation.get('seed')}, "
+            f"{sizes.get('train')}/{sizes.get('val')}/{sizes.get('test')}; {directory})"
         )
 
     def _build_taylorshift(self) -> Path:

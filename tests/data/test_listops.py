@@ -179,6 +179,9 @@ def test_generated_source_is_written_in_release_format_and_reused(tmp_path: Path
     again = datamodule(tmp_path, **options)
     again.prepare_data()
     assert again.cache_dir == dm.cache_dir and again.describe_source()["files"] == files
+    pointed = datamodule(tmp_path, source_dir=str(Path(files["train"]).parent), max_length=64)
+    pointed.prepare_data()
+    assert pointed.describe_source()["data_source"].startswith("generated with LRA's released listops rules")
 
 
 def test_taylorshift_trees_have_the_drawn_length_and_their_values():
