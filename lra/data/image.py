@@ -15,7 +15,8 @@ Splits: train = the first 90% of the training images, val = the last 10%, test =
       validation images are not the same ones; the rule is);
     * an image-folder tree ``{train,test}/<class>/*.png|jpg`` (a folder, or a .tar/.tar.gz of one):
       classes in sorted order (CIFAR-10's label order is alphabetical), files in natural order; the
-      original order across classes is lost, so val = the last 10% of each class;
+      original order across classes is lost, so val = the last 10% of each class, and each split is
+      stored in a fixed shuffled order (``lra.data.base.storage_order``);
     * a Hugging Face copy of ``uoft-cs/cifar10`` (``save_to_disk`` folder or the local cache; columns
       ``img``, ``label``): val = the last 10% of its train split.
 Search order: ``source_dir``, ``<data_dir>/raw/cifar-10-batches-py``, the HF cache.
@@ -40,14 +41,14 @@ import numpy as np
 from PIL import Image
 
 from lra.data import cache, hf
-from lra.data.base import BatchForm, LRADataModule, TaskSpec
+from lra.data.base import BatchForm, LRADataModule, TaskSpec, storage_order
 from lra.data.errors import DataError, DataNotFoundError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 HF_REPO = "uoft-cs/cifar10"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 VAL_FRACTION = 0.1
 FETCH_HINT = (
     "Get CIFAR-10 with `python -m lra.data fetch cifar10`, or set task.source_dir to a "
@@ -400,6 +401,9 @@ class ImageDataModule(LRADataModule):
                 "test": splits["test"],
             }
             for split, (pixels, labels) in parts.items():
+                if per_class_val:  # folders list images class by class
+                    order = storage_order(len(labels), split)
+                    pixels, labels = pixels[order], labels[order]
                 gray = tf_grayscale(pixels).reshape(len(pixels), 1024)
                 writer.save(f"{split}.inputs", gray)
                 writer.save(f"{split}.lengths", np.full(len(gray), 1024, dtype=np.int32))

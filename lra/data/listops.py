@@ -291,7 +291,7 @@ class ListOpsDataModule(LRADataModule):
 
     @staticmethod
     def folder_label(directory: Path) -> str:
-        """A generated folder (``generate listops`` writes ``generation.json``) is never called the release."""
+        """A generated folder (``generate listops`` writes ``generation.json``) is not called the release."""
         summary = directory / "generation.json"
         if not summary.is_file():
             return "LRA release listops-1000 TSVs"

@@ -15,7 +15,8 @@ and ``describe_source``).
 Sources, in order: ``source_dir`` (an ``aclImdb`` folder or the folder holding it, the
 ``aclImdb_v1.tar.gz`` archive read without unpacking, or a saved Hugging Face dataset), then
 ``<data_dir>/raw/aclImdb``, then the Hugging Face cache of ``stanfordnlp/imdb`` (its ``text`` is
-stripped and UTF-8 encoded the same way). Reviews are ordered neg before pos, by file id.
+stripped and UTF-8 encoded the same way). Reviews are sorted (neg before pos, by file id), then
+stored in a fixed shuffled order (``lra.data.base.storage_order``).
 
 ``trim_padding`` / ``bucket_by_length`` (off by default, see ``lra.data.base`` and ``lra.data.loader``)
 cut the padding of a batch: most reviews are far shorter than 4000 bytes.
@@ -30,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from lra.data import cache, hf
-from lra.data.base import BatchForm, LRADataModule, TaskSpec
+from lra.data.base import BatchForm, LRADataModule, TaskSpec, storage_order
 from lra.data.errors import DataError, DataNotFoundError
 
 HF_REPO = "stanfordnlp/imdb"
 LABELS = {"neg": 0, "pos": 1}
 BYTE_VOCAB_SIZE = 257  # ByteTextEncoder: 256 bytes shifted by one, plus 0 for padding
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 VALIDATION = ("test", "holdout")
 FETCH_HINT = (
     "Get IMDB with `python -m lra.data fetch imdb`, or set task.source_dir to an aclImdb folder, "
@@ -196,6 +197,7 @@ class TextDataModule(LRADataModule):
                 parts["train"] = [train[i] for i in np.sort(order[:cut])]
                 parts["val"] = [train[i] for i in np.sort(order[cut:])]
             for split, items in parts.items():
+                items = [items[i] for i in storage_order(len(items), split)]
                 inputs, lengths = encode_bytes([text for _, _, text in items], self.max_length)
                 writer.save(f"{split}.inputs", inputs)
                 writer.save(f"{split}.lengths", lengths)

@@ -30,8 +30,12 @@ def test_real_imdb_archive(tmp_path: Path, hf_home):
         assert len(labels) == 25_000 and labels.sum() == 12_500
     with tarfile.open(IMDB) as archive:
         review = archive.extractfile("aclImdb/test/neg/0_2.txt").read().strip()
-    first = dm.splits["test"].__getitems__([0])  # neg, id 0
-    assert first["inputs"][0, : len(review[:4000])].tolist() == [b + 1 for b in review[:4000]]
+    stored = np.asarray(dm.splits["test"].inputs)  # raw bytes; batches add 1
+    cut = np.frombuffer(review[:4000], dtype=np.uint8)
+    same = (stored[:, : len(cut)] == cut).all(axis=1) & (dm.splits["test"].lengths == len(cut))
+    [row] = np.flatnonzero(same)
+    batch = dm.splits["test"].__getitems__([int(row)])
+    assert batch["inputs"][0, : len(cut)].tolist() == [b + 1 for b in cut] and batch["labels"].item() == 0
 
 
 @pytest.mark.slow

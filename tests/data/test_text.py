@@ -33,17 +33,22 @@ def ids(document: bytes, width: int) -> list[int]:
     return [b + 1 for b in cut] + [0] * (width - len(cut))
 
 
+def rows(dm, split: str) -> list[tuple[int, list[int], list[bool]]]:
+    """Every example of a split as (label, ids, mask), sorted: the stored order is shuffled."""
+    data = dm.splits[split]
+    batch = data.__getitems__(list(range(len(data))))
+    return sorted(
+        zip(batch["labels"].tolist(), batch["inputs"].tolist(), batch["padding_mask"].tolist(), strict=True)
+    )
+
+
 def check_splits(dm, width: int = 16) -> None:
     dm.prepare_data()
     dm.setup()
     for split, expected in (("train", TRAIN), ("test", TEST)):
-        data = dm.splits[split]
-        batch = data.__getitems__(list(range(len(data))))
-        assert batch["labels"].tolist() == [label for label, _ in expected]
-        assert batch["inputs"].tolist() == [ids(doc, width) for _, doc in expected]
-        assert batch["padding_mask"].tolist() == [
-            [i >= len(doc[:width]) for i in range(width)] for _, doc in expected
-        ]
+        assert rows(dm, split) == sorted(
+            (label, ids(doc, width), [i >= len(doc[:width]) for i in range(width)]) for label, doc in expected
+        )
 
 
 def test_folder_bytes_are_shifted_by_one_and_stripped(tmp_path: Path, hf_home):
@@ -51,8 +56,8 @@ def test_folder_bytes_are_shifted_by_one_and_stripped(tmp_path: Path, hf_home):
     dm = text_module(tmp_path, source_dir=str(tmp_path / "src"))
     check_splits(dm)
     assert dm.spec.vocab_size == 257 and dm.validation_split == "test"
-    cafe = dm.splits["train"].__getitems__([1])["inputs"][0]
-    assert cafe[:5].tolist() == [ord("C") + 1, ord("a") + 1, ord("f") + 1, 0xC3 + 1, 0xA9 + 1]  # UTF-8 of é
+    cafe = next(x for _, x, _ in rows(dm, "train") if x[0] == ord("C") + 1)
+    assert cafe[:5] == [ord("C") + 1, ord("a") + 1, ord("f") + 1, 0xC3 + 1, 0xA9 + 1]  # UTF-8 of é
     assert "LRA's protocol" in dm.describe_source()["validation"]
 
 
@@ -122,10 +127,29 @@ def test_trimming_cuts_padding_and_drops_the_mask_when_none_is_left(tmp_path: Pa
     )
     dm.prepare_data()
     dm.setup()
-    batch = dm.splits["test"].__getitems__([0, 1])  # 3 and 4 bytes
-    assert batch["inputs"].shape == (2, 4) and batch["padding_mask"].tolist()[0] == [False] * 3 + [True]
-    alone = dm.splits["test"].__getitems__([1])
+    batch = dm.splits["test"].__getitems__([0, 1])  # "Meh" and "Fine": 3 and 4 bytes
+    assert batch["inputs"].shape == (2, 4)
+    assert sorted(batch["padding_mask"].tolist()) == [[False] * 4, [False] * 3 + [True]]
+    fine = [i for i in (0, 1) if batch["labels"][i] == 1][0]
+    alone = dm.splits["test"].__getitems__([fine])
     assert alone["inputs"].shape == (1, 4) and "padding_mask" not in alone
+
+
+def test_stored_order_mixes_the_classes(tmp_path: Path, hf_home):
+    for i in range(40):
+        (tmp_path / "src" / "aclImdb" / "test" / ("pos" if i % 2 else "neg")).mkdir(
+            parents=True, exist_ok=True
+        )
+        (tmp_path / "src" / "aclImdb" / "test" / ("pos" if i % 2 else "neg") / f"{i}_5.txt").write_text("x")
+        (tmp_path / "src" / "aclImdb" / "train" / ("pos" if i % 2 else "neg")).mkdir(
+            parents=True, exist_ok=True
+        )
+        (tmp_path / "src" / "aclImdb" / "train" / ("pos" if i % 2 else "neg") / f"{i}_5.txt").write_text("y")
+    dm = text_module(tmp_path, source_dir=str(tmp_path / "src"))
+    dm.prepare_data()
+    dm.setup()
+    first_half = dm.splits["test"].__getitems__(list(range(20)))["labels"]
+    assert 0 < int(first_half.sum()) < 20  # a prefix (limit_val_batches) holds both classes
 
 
 def test_missing_data_names_the_places_and_the_fetch_command(tmp_path: Path, hf_home):
