@@ -13,8 +13,9 @@ from pathlib import Path
 from lra.data.base import LRADataModule, TaskSpec
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.listops import ListOpsDataModule
+from lra.data.pathfinder import PathfinderDataModule
 
-TASKS: dict[str, type[LRADataModule]] = {"listops": ListOpsDataModule}
+TASKS: dict[str, type[LRADataModule]] = {"listops": ListOpsDataModule, "pathfinder": PathfinderDataModule}
 _COMMON = {"data_dir", "seed"}
 
 
