@@ -39,6 +39,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,7 @@ from lra.data.generate.pathfinder import (
     Settings,
     generate_chunk,
     generate_dataset,
+    process_pool,
     read_settings,
 )
 
@@ -66,6 +68,7 @@ LRA_FRACTIONS = (80, 90)  # TFDS percent slices [:80%], [80%:90%], [90%:]
 S4_SEED, S4_FRACTION = 42, 0.1
 FETCH_COMMAND = "python -m lra.data fetch lra_release"
 NUMPY_MAGIC = b"\x93NUMPY"
+DECODE_PART = 5000  # images per decoding job
 EMPTY_IMAGES = "empty_images"  # cache array: the image files left out for being empty
 
 
@@ -189,11 +192,21 @@ def find_empty(directory: Path, rows: list[Row]) -> set[int]:
     return empty
 
 
-def decode(directory: Path, rows: list[Row], indices: list[int], resolution: int) -> np.ndarray:
-    """The listed images as ``(n, resolution**2)`` uint8, row-major; unreadable or odd-sized: an error."""
-    pixels = np.empty((len(indices), resolution * resolution), dtype=np.uint8)
-    for out, i in enumerate(indices):
-        row = rows[i]
+def decode(directory: Path, rows: list[Row], indices: list[int], resolution: int, workers: int = 1,
+           part: int = DECODE_PART) -> np.ndarray:
+    """The listed images as ``(n, resolution**2)`` uint8, row-major, decoded by ``workers`` processes."""
+    listed = [rows[i] for i in indices]
+    if workers <= 1 or len(listed) <= part:
+        return _decode_rows(directory, listed, resolution)
+    parts = [listed[i : i + part] for i in range(0, len(listed), part)]
+    with process_pool(workers) as pool:
+        return np.concatenate(list(pool.map(_decode_rows, repeat(directory), parts, repeat(resolution))))
+
+
+def _decode_rows(directory: Path, rows: list[Row], resolution: int) -> np.ndarray:
+    """Images of ``rows`` in order; an unreadable or odd-sized one is an error naming it and its row."""
+    pixels = np.empty((len(rows), resolution * resolution), dtype=np.uint8)
+    for out, row in enumerate(rows):
         path = directory / row.image_dir / row.file_name
         try:
             with Image.open(path) as image:
@@ -223,7 +236,7 @@ def estimate_generation_seconds(resolution: int, difficulty: str, num_images: in
 class PathfinderDataModule(LRADataModule):
     def __init__(self, *, resolution: int = 32, difficulty: str = "hard", source: str = "auto",
                  source_dir: str | None = None, split_protocol: str = "lra", float_inputs: bool = False,
-                 num_images: int = 200_000, generator_seed: int = 0, generate_workers: int | None = None,
+                 num_images: int = 200_000, generator_seed: int = 0, prepare_workers: int | None = None,
                  generate_large: bool = False, name: str = "pathfinder", **common):
         super().__init__(**common)
         checks = {"resolution": (resolution, tuple(STYLES)),
@@ -241,7 +254,7 @@ class PathfinderDataModule(LRADataModule):
         self.float_inputs = float_inputs
         self.num_images = num_images
         self.generator_seed = generator_seed
-        self.generate_workers = generate_workers or os.cpu_count() or 1
+        self.prepare_workers = prepare_workers or os.cpu_count() or 1
         self.generate_large = generate_large
         self.spec = TaskSpec(name=name, num_classes=2, max_length=resolution * resolution,
                              vocab_size=None if float_inputs else 256, pads=False)
@@ -289,7 +302,7 @@ class PathfinderDataModule(LRADataModule):
     def ensure_generated(self, progress: bool = True) -> Path:
         """Generate (or finish generating) the set for these settings; return its difficulty folder."""
         return generate_dataset(self.generated_root(), self.resolution, self.difficulty, self.num_images,
-                                self.generator_seed, self.generate_workers, progress=progress)
+                                self.generator_seed, self.prepare_workers, progress=progress)
 
     def _generate_command(self) -> str:
         return (f"python -m lra.data generate pathfinder resolution={self.resolution} "
@@ -314,11 +327,11 @@ class PathfinderDataModule(LRADataModule):
             return "generated", generated
         if self.resolution > 32 and not self.generate_large:
             seconds = estimate_generation_seconds(self.resolution, self.difficulty, self.num_images,
-                                                  self.generate_workers)
+                                                  self.prepare_workers)
             raise self._not_found(
                 [*release_looked, generated],
                 f"Generating {self.num_images} {self.resolution}x{self.resolution} images would take about "
-                f"{seconds / 60:.0f} min on {self.generate_workers} cores here; opt in with "
+                f"{seconds / 60:.0f} min on {self.prepare_workers} cores here; opt in with "
                 f"task.generate_large=true or run the generate command.")
         log.info("pathfinder: generating %d %dx%d %s images into %s", self.num_images, self.resolution,
                  self.resolution, self.difficulty, generated)
@@ -338,8 +351,10 @@ class PathfinderDataModule(LRADataModule):
             for path in left_out:
                 log.warning("pathfinder: %s is empty; left out, as LRA's and S4's pipelines do", path)
             arrays = {EMPTY_IMAGES: np.array(left_out, dtype=str)}
-            for split, indices in split_rows(rows, empty, self.split_protocol, self.difficulty).items():
-                arrays[f"{split}.inputs"] = decode(directory, rows, indices, self.resolution)
+            splits = split_rows(rows, empty, self.split_protocol, self.difficulty)
+            for split, indices in splits.items():
+                arrays[f"{split}.inputs"] = decode(directory, rows, indices, self.resolution,
+                                                   self.prepare_workers)
                 arrays[f"{split}.lengths"] = np.full(len(indices), self.resolution**2, dtype=np.int32)
                 arrays[f"{split}.labels"] = np.array([rows[i].label for i in indices], dtype=np.int8)
             return arrays

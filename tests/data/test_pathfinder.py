@@ -15,7 +15,7 @@ from PIL import Image
 import lra.data as data
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.pathfinder import generate_dataset
-from lra.data.pathfinder import PathfinderDataModule
+from lra.data.pathfinder import PathfinderDataModule, decode, read_rows
 
 CONFIG = Path(__file__).resolve().parents[2] / "conf" / "task" / "pathfinder.yaml"
 
@@ -224,7 +224,7 @@ def test_a_wrong_source_dir_is_an_error_not_a_fallback(tmp_path: Path) -> None:
 
 
 def test_large_resolutions_need_an_opt_in_to_generate(tmp_path: Path) -> None:
-    module = _module(tmp_path, resolution=128, num_images=1000, generate_workers=2)
+    module = _module(tmp_path, resolution=128, num_images=1000, prepare_workers=2)
     estimate = r"1000 128x128 images would take about \d+ min on 2 cores"
     with pytest.raises(DataNotFoundError, match=estimate) as error:
         module.setup()
@@ -233,7 +233,7 @@ def test_large_resolutions_need_an_opt_in_to_generate(tmp_path: Path) -> None:
 
 
 def test_generated_set_is_found_read_and_reused(tmp_path: Path) -> None:
-    module = _module(tmp_path, difficulty="easy", num_images=300, generate_workers=1)
+    module = _module(tmp_path, difficulty="easy", num_images=300, prepare_workers=1)
     folder = generate_dataset(module.generated_root(), 32, "easy", 300, seed=0, workers=1, progress=False)
     module.prepare_data()
     module.setup()
@@ -246,3 +246,15 @@ def test_generated_set_is_found_read_and_reused(tmp_path: Path) -> None:
               for name, label in labels.items()}
     batch = _all(module, "test")
     assert [images[tuple(row.tolist())] for row in batch["inputs"]] == batch["labels"].tolist()
+
+
+def test_parallel_decoding_matches_and_reports_errors(tmp_path: Path) -> None:
+    folder = _release(tmp_path / "release", {"0": 11})
+    rows = read_rows(folder)
+    order = list(range(11))[::-1]
+    alone = decode(folder, rows, order, 32)
+    assert np.array_equal(decode(folder, rows, order, 32, workers=2, part=3), alone)
+    assert np.array_equal(alone[0], _pixels(10).reshape(-1))
+    (folder / "imgs" / "0" / "sample_9.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"sample_9\.png: unreadable image .*0\.npy:10"):
+        decode(folder, rows, order, 32, workers=2, part=3)

@@ -556,6 +556,13 @@ def read_settings(directory: Path) -> dict[str, object] | None:
         raise DataError(f"{path}: unreadable ({error}); delete {directory} to regenerate") from None
 
 
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for numpy/PIL work: forked on Linux, where a spawned worker would first import
+    lra.data and with it Lightning (seconds each); the workers never touch torch, so forking is safe."""
+    start_method = "fork" if sys.platform == "linux" else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=get_context(start_method))
+
+
 def _chunk_sizes(num_images: int, images_per_chunk: int) -> list[int]:
     full, rest = divmod(num_images, images_per_chunk)
     return [images_per_chunk] * full + ([rest] if rest else [])
@@ -600,10 +607,7 @@ def generate_dataset(out_root: Path, resolution: int, difficulty: str, num_image
         for c in missing:
             bar.update(_write_chunk(directory, settings, seed, c, sizes[c]))
     else:
-        # fork: a spawned worker would first import lra.data (and with it Lightning), seconds per worker;
-        # the workers use only numpy and PIL, so forking a process that holds torch is safe here
-        start_method = "fork" if sys.platform == "linux" else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=get_context(start_method)) as pool:
+        with process_pool(workers) as pool:
             jobs = [pool.submit(_write_chunk, directory, settings, seed, c, sizes[c]) for c in missing]
             for job in as_completed(jobs):
                 bar.update(job.result())
