@@ -28,7 +28,8 @@ Inputs: the pixels in row-major order, ``R*R`` positions, no padding; as tokens 
 Sources, in order: ``source_dir`` (the ``lra_release`` root, a ``pathfinderNN`` folder or a difficulty
 folder); ``<data_dir>/raw/lra_release/``; a set generated earlier in
 ``<data_dir>/raw/pathfinder-generated-<key>/``; else generation (automatic at resolution 32; larger
-resolutions take long, and need ``generate_large=true`` or the ``generate`` command).
+resolutions need ``generate_large=true`` or the ``generate`` command, and the error says how long
+generation would take).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from lra.data.base import SPLITS, LRADataModule, TaskSpec
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.pathfinder import (
     DIFFICULTY_DIRS,
+    SETTINGS_FILE,
     STYLES,
     Settings,
     generate_chunk,
@@ -125,7 +127,8 @@ def read_metadata(path: Path) -> list[Row]:
 
 
 def metadata_files(directory: Path) -> list[Path]:
-    return sorted((directory / "metadata").glob("*.npy"))
+    """The ``*.npy`` files of ``metadata/``, less hidden ones (a writer's temporary files, macOS ``._*``)."""
+    return sorted(p for p in (directory / "metadata").glob("*.npy") if not p.name.startswith("."))
 
 
 def read_rows(directory: Path) -> list[Row]:
@@ -167,10 +170,10 @@ def split_rows(rows: list[Row], empty: set[int], protocol: str, difficulty: str)
     numbered = sorted(range(len(rows)), key=lambda i: (_numeric_stem(rows[i].metadata), i))
     kept = [i for i in numbered if i not in empty]
     n = len(kept)
-    val, test = int(S4_FRACTION * n), int(S4_FRACTION * n)
+    held_out = int(S4_FRACTION * n)  # each of val and test
+    train = n - 2 * held_out
     permutation = torch.randperm(n, generator=torch.Generator().manual_seed(S4_SEED)).tolist()
-    train = n - val - test
-    bounds = {"train": (0, train), "val": (train, train + val), "test": (train + val, n)}
+    bounds = {"train": (0, train), "val": (train, train + held_out), "test": (train + held_out, n)}
     return {split: [kept[p] for p in permutation[start:stop]] for split, (start, stop) in bounds.items()}
 
 
@@ -234,6 +237,8 @@ def estimate_generation_seconds(resolution: int, difficulty: str, num_images: in
 
 
 class PathfinderDataModule(LRADataModule):
+    """``task=pathfinder``: the release or a generated set, split, decoded once into a uint8 cache."""
+
     def __init__(self, *, resolution: int = 32, difficulty: str = "hard", source: str = "auto",
                  source_dir: str | None = None, split_protocol: str = "lra", float_inputs: bool = False,
                  num_images: int = 200_000, generator_seed: int = 0, prepare_workers: int | None = None,
@@ -258,6 +263,7 @@ class PathfinderDataModule(LRADataModule):
         self.generate_large = generate_large
         self.spec = TaskSpec(name=name, num_classes=2, max_length=resolution * resolution,
                              vocab_size=None if float_inputs else 256, pads=False)
+        self.source_kind: str | None = None  # release | generated, once located
         self.source_folder: Path | None = None
 
     @property
@@ -270,15 +276,13 @@ class PathfinderDataModule(LRADataModule):
         nested = root / "lra_release"
         return [base / relative for base in (root, nested, nested / "lra_release")]
 
-    def _given_candidates(self) -> list[Path]:
-        assert self.source_dir is not None
-        given = self.source_dir
+    def _given_candidates(self, given: Path) -> list[Path]:
         return [*self._release_candidates(given), given / self.difficulty_dir, given]
 
     def release_dir(self) -> Path | None:
         """The difficulty folder from ``source_dir`` or ``<data_dir>/raw/lra_release``, or None."""
         if self.source_dir is not None:
-            candidates = self._given_candidates()
+            candidates = self._given_candidates(self.source_dir)
             found = next((c for c in candidates if metadata_files(c)), None)
             if found is None:
                 raise DataNotFoundError("pathfinder", [str(c / "metadata" / "*.npy") for c in candidates],
@@ -339,7 +343,7 @@ class PathfinderDataModule(LRADataModule):
 
     def build_cache(self) -> Path:
         kind, directory = self.locate()
-        self.source_folder = directory
+        self.source_kind, self.source_folder = kind, directory
         files = metadata_files(directory)
         settings = {"resolution": self.resolution, "difficulty": self.difficulty,
                     "split_protocol": self.split_protocol, "source": kind}
@@ -361,11 +365,13 @@ class PathfinderDataModule(LRADataModule):
 
         # Identity of the metadata files only: stat-ing 200k images at every start would cost seconds, and
         # released images never change while ours are rewritten only with their chunk's metadata file.
-        sources = files + ([directory / "generator.json"] if kind == "generated" else [])
+        sources = files + ([directory / SETTINGS_FILE] if kind == "generated" else [])
         return cache.prepared(self.data_dir, "pathfinder", settings, sources, build, version=CACHE_VERSION)
 
     def describe_source(self) -> dict[str, object]:
-        described: dict[str, object] = {"cache": str(self.cache_dir), "folder": str(self.source_folder)}
+        described: dict[str, object] = {"cache": str(self.cache_dir), "source": self.source_kind,
+                                        "folder": str(self.source_folder),
+                                        "split_protocol": self.split_protocol}
         if self.cache_dir is not None:
             described["empty_images_left_out"] = np.load(self.cache_dir / f"{EMPTY_IMAGES}.npy").tolist()
         return described

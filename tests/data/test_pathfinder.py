@@ -133,6 +133,7 @@ def test_every_documented_source_location_is_found(tmp_path: Path, layout: str) 
 
 def test_binary_npy_metadata_reads_like_text(tmp_path: Path) -> None:
     folder = _release(tmp_path / "release", {"0": 10})
+    (folder / "metadata" / "._0.npy").write_bytes(b"\x00\x05\x16\x07")  # an AppleDouble file: ignored
     rows = [line.split(" ") for line in (folder / "metadata" / "0.npy").read_text().splitlines()]
     (folder / "metadata" / "0.npy").unlink()
     np.save(folder / "metadata" / "0.npy", np.array(rows))  # what snakes2.py's np.save writes

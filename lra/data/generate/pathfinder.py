@@ -42,10 +42,11 @@ Layout written (that of the LRA release, read by ``lra.data.pathfinder``)::
          <paddle_length> <paddle_thickness> <margin> 1"
     <out_root>/pathfinder<R>/<difficulty dir>/generator.json     settings; "complete": true at the end
 
-Chunk ``c`` holds images ``1000c .. 1000c+999``, drawn from the random stream ``(seed, R, difficulty, c)``
-only, so the output does not depend on the number of worker processes. A chunk's images are written to
-a hidden folder renamed into place, and its metadata file is renamed into place last: a chunk is
-complete exactly when its metadata file exists, and an interrupted run resumes with the missing chunks.
+Chunk ``c`` holds images ``1000c .. 1000c+999`` (``images_per_chunk``), drawn from the random stream
+``(seed, R, difficulty, c)`` only, so the output does not depend on the number of worker processes. A
+chunk's images are written to a hidden folder renamed into place, and its metadata file is renamed into
+place last: a chunk is complete exactly when its metadata file exists, and an interrupted run resumes
+with the missing chunks.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from lra.data.errors import DataError
 
@@ -101,7 +103,8 @@ class Style:
 
 
 # lra_benchmarks/data/pathfinder.py docstrings; values they leave out are snakes2_wrapper.Args defaults
-# (paddle_length 5, padding 22, seed_distance 27, paddle contrast 1.0).
+# (paddle_length 5, padding 22, seed_distance 27, paddle contrast 1.0). Their "22 / distractor_length"
+# divisions are integer ones: snakes2 ran on Python 2, and a float count of paddles would not run.
 STYLES = {
     32: Style(2, 0.5, (1,), 1.5, 7, 1, 1.0, 20, 2 * 0.75),
     64: Style(5, 1.0, (1,), 2.5, 12, 1, 1.8, 22, 0.8),
@@ -181,8 +184,8 @@ def _footprints(length: float, radius: float, scale: int, coverage: bool) -> np.
 
     Shape ``(ANGLE_BINS, SUBCELL_BINS, SUBCELL_BINS, S, S)`` with ``S = 2*half + 1`` cells: the cells within
     ``radius`` of the segment (``coverage=False``), or, for a stroke of width ``2*radius``, the fraction of
-    each pixel it covers across the line (``coverage=True``, ``scale`` 1). Quantising the angle to 5.6 deg and
-    the midpoint to 1/8 cell moves a stroke by under 0.13 px; computing each stamp exactly costs 3x more.
+    each pixel it covers across the line (``coverage=True``, ``scale`` 1). Quantising the angle to 2.8 deg
+    and the midpoint to 1/8 cell moves a stroke by under 0.1 px; computing each stamp exactly costs 3x more.
     """
     half = _half_window(length, radius + (0.5 if coverage else 0.0), scale)
     cells = np.arange(-half, half + 1) + 0.5
@@ -577,8 +580,6 @@ def generate_dataset(out_root: Path, resolution: int, difficulty: str, num_image
     ``out_root/pathfinder<resolution>/<difficulty dir>/``. ``workers``: processes (None or 0: all cores).
     The images depend on (resolution, difficulty, seed, images_per_chunk) only.
     """
-    from tqdm import tqdm
-
     settings = Settings(resolution, difficulty)
     if num_images < 2:
         raise ValueError(f"num_images must be at least 2, not {num_images}")
@@ -595,7 +596,10 @@ def generate_dataset(out_root: Path, resolution: int, difficulty: str, num_image
     for sub in ("imgs", "metadata"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
         for leftover in (directory / sub).glob(".*.partial-*"):  # from an interrupted run
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
     _write_settings(directory, {**identity, "style": asdict(settings.style), "complete": False})
     sizes = _chunk_sizes(num_images, images_per_chunk)
     missing = [c for c in range(len(sizes)) if not (directory / "metadata" / f"{c}.npy").is_file()]
