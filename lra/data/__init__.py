@@ -14,6 +14,7 @@ from lra.data.base import LRADataModule, TaskSpec
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.image import ImageDataModule
 from lra.data.listops import ListOpsDataModule
+from lra.data.pathfinder import PathfinderDataModule
 from lra.data.retrieval import RetrievalDataModule
 from lra.data.text import TextDataModule
 
@@ -22,6 +23,7 @@ TASKS: dict[str, type[LRADataModule]] = {
     "text": TextDataModule,
     "retrieval": RetrievalDataModule,
     "image": ImageDataModule,
+    "pathfinder": PathfinderDataModule,
 }
 _COMMON = {"data_dir", "seed"}
 
