@@ -183,7 +183,13 @@ def generate_pathfinder(options: dict[str, str]) -> None:
     num_images = _int(options, "num_images", 200_000)
     seed = _int(options, "seed", 0)
     workers = _int(options, "workers", os.cpu_count() or 1)
-    out = Path(options.pop("out", data_dir / "raw" / "pathfinder-generated"))
+    out = options.pop("out", None)
+    if out is None:  # where task=pathfinder looks for a generated set with these settings
+        from lra.data.pathfinder import PathfinderDataModule
+
+        module = PathfinderDataModule(data_dir=data_dir, seed=0, resolution=resolution, difficulty=difficulty,
+                                      num_images=num_images, generator_seed=seed, batch_size=1)
+        out = module.generated_root()
     _no_leftovers(
         options,
         "generate pathfinder",
@@ -191,7 +197,7 @@ def generate_pathfinder(options: dict[str, str]) -> None:
     )
     started = time.perf_counter()
     where = pathfinder.generate_dataset(
-        out_root=out,
+        out_root=Path(out),
         resolution=resolution,
         difficulty=difficulty,
         num_images=num_images,

@@ -96,7 +96,7 @@ def test_lra_split_rounds_as_tfds(tmp_path: Path) -> None:
 
 def test_float_inputs_are_pixels_over_255(tmp_path: Path) -> None:
     _release(tmp_path / "release", {"0": 10})
-    module = _module(tmp_path, source_dir=str(tmp_path / "release"), float_inputs=True)
+    module = _module(tmp_path, source_dir=str(tmp_path / "release"), pixels="floats")
     module.setup()
     assert module.spec.vocab_size is None
     batch = _all(module, "train")
