@@ -119,12 +119,12 @@ class LRADataModule(L.LightningDataModule):
         return self._loader(self.splits["train"], sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.validation_split)
+        return self.eval_dataloader(self.validation_split)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self.eval_dataloader("test")
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def eval_dataloader(self, split: str) -> DataLoader:
         sampler = ResumableBatchSampler(len(self.splits[split]), self.eval_batch_size, shuffle=False)
         return self._loader(self.splits[split], sampler)
 

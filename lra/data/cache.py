@@ -54,11 +54,13 @@ def check(directory: Path) -> dict[str, object]:
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise CorruptCacheError(f"{manifest_path}: unreadable manifest ({error}); delete {directory} to rebuild") from error
+        raise CorruptCacheError(f"{manifest_path}: unreadable manifest ({error}); delete {directory} to rebuild"
+                                ) from error
     for name, info in manifest["arrays"].items():
         path = directory / f"{name}.npy"
         if not path.is_file() or path.stat().st_size != info["bytes"]:
-            raise CorruptCacheError(f"{path}: missing or not the size its manifest records; delete {directory} to rebuild")
+            raise CorruptCacheError(f"{path}: missing, or not the size its manifest records; "
+                                    f"delete {directory} to rebuild")
     return manifest
 
 

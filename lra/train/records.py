@@ -110,7 +110,10 @@ def git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'}, {os.cpu_count()} cores)"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
     return {
         "device": device,
         "torch": torch.__version__,

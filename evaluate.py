@@ -1,0 +1,16 @@
+"""Evaluate a trained checkpoint: ``python evaluate.py ckpt=PATH [split=test]``."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from lra.train.cli import run_or_explain
+    from lra.train.run import evaluate
+
+    run_or_explain(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

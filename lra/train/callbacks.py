@@ -1,0 +1,140 @@
+"""Callbacks every run gets: efficiency measurements, validation history, exact resumption."""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class EfficiencyMonitor(L.Callback):
+    """Steady-state training throughput and peak memory.
+
+    Timing starts after ``warmup_steps`` optimizer steps (compilation, allocator growth and cudnn
+    autotuning stay out) and pauses during validation and checkpoint saving, with a device
+    synchronisation at each boundary so asynchronous GPU work is counted where it runs. Token counts
+    are kept on the device and read once at the end. Peak memory is ``torch.cuda.max_memory_allocated``
+    on GPU and the process's peak resident set size on CPU (labelled in ``memory_kind``).
+    """
+
+    def __init__(self, warmup_steps: int = 10):
+        self.warmup_steps = warmup_steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.elapsed = 0.0
+        self.started: float | None = None
+        self.steps = 0
+        self.samples = 0
+        self.padded_tokens = 0
+        self.real_tokens: torch.Tensor | int = 0
+
+    def _pause(self, trainer: L.Trainer) -> None:
+        if self.started is not None:
+            _sync(trainer.strategy.root_device)
+            self.elapsed += time.perf_counter() - self.started
+            self.started = None
+
+    def _resume(self, trainer: L.Trainer) -> None:
+        if self.started is None and self.steps_seen(trainer) >= self.warmup_steps:
+            _sync(trainer.strategy.root_device)
+            self.started = time.perf_counter()
+
+    def steps_seen(self, trainer: L.Trainer) -> int:
+        return trainer.global_step - self.first_step
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.reset()
+        self.first_step = trainer.global_step
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._resume(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.started is None:
+            return
+        inputs = batch["inputs"]
+        self.steps += 1
+        self.samples += inputs.shape[0]
+        self.padded_tokens += inputs.numel()
+        mask = batch.get("padding_mask")
+        self.real_tokens = self.real_tokens + ((~mask).sum() if mask is not None else inputs.numel())
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._pause(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self._pause(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._pause(trainer)
+
+    def summary(self, device: torch.device) -> dict[str, Any]:
+        real = int(self.real_tokens) if isinstance(self.real_tokens, int) else int(self.real_tokens.item())
+        rate = (lambda n: round(n / self.elapsed, 2)) if self.elapsed > 0 else (lambda n: None)
+        if device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+        else:
+            peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
+        return {
+            "steps_per_s": rate(self.steps),
+            "samples_per_s": rate(self.samples),
+            "tokens_per_s": rate(real),
+            "padded_tokens_per_s": rate(self.padded_tokens),
+            "peak_memory_mib": round(peak, 1),
+            "memory_kind": kind,
+            "measured_steps": self.steps,
+            "measured_seconds": round(self.elapsed, 3),
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+class ValidationHistory(L.Callback):
+    """Keeps (step, val/acc, val/loss, train/loss) at each validation, for the run record's curves."""
+
+    def __init__(self):
+        self.history: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        point = {"step": trainer.global_step}
+        for key in ("val/acc", "val/loss", "train/loss"):
+            if key in metrics:
+                point[key] = round(float(metrics[key]), 6)
+        self.history.append(point)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Saves and restores the torch (CPU and CUDA) and Python random states with each checkpoint, so a
+    resumed run draws the same dropout masks as an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

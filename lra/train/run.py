@@ -1,0 +1,218 @@
+"""What ``train.py`` and ``evaluate.py`` call: one training run, or one evaluation of a checkpoint."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+import lra.data
+from lra.model import ModelConfig
+from lra.train.callbacks import EfficiencyMonitor, RandomStateCheckpoint, ValidationHistory
+from lra.train.config import ConfigError, attention_options, find_last_checkpoint, runs_root, validate
+from lra.train.logging import finish_wandb, make_wandb_logger, run_location
+from lra.train.module import LRAModule
+from lra.train.records import ResultsStore, environment
+
+CONFIG_KEY = "lra_config"  # the resolved config, as YAML text, inside every checkpoint
+RUN_ID_KEY = "lra_run_id"
+
+
+class RunFiles(L.Callback):
+    """Stores the run's config and id in every checkpoint, as plain text (safe to load weights-only)."""
+
+    def __init__(self, config_yaml: str, run_id: str):
+        self.config_yaml = config_yaml
+        self.run_id = run_id
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.config_yaml
+        checkpoint[RUN_ID_KEY] = self.run_id
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint without running arbitrary pickled code (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ConfigError(f"{path}: not a readable lra checkpoint ({type(error).__name__}: {error})") from None
+    if CONFIG_KEY not in checkpoint:
+        raise ConfigError(f"{path}: no lra config inside; was it written by lra's train.py?")
+    return checkpoint
+
+
+def build_module(cfg: DictConfig, spec: lra.data.TaskSpec) -> LRAModule:
+    name, options = attention_options(cfg)
+    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return LRAModule(spec, ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True)), name, options,
+                     optimizer=hydra.utils.instantiate(cfg.optimizer), scheduler=scheduler)
+
+
+def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
+    datamodule = lra.data.create(OmegaConf.to_container(cfg.task, resolve=True), data_dir=cfg.paths.data_dir,
+                                 seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def resolve_run(cfg: DictConfig) -> tuple[str, Path, Path | None]:
+    """(run id, run folder, checkpoint to resume or None) for a new or resumed run."""
+    if cfg.ckpt_path is None:
+        run_id = cfg.run_id or secrets.token_hex(4)
+        return run_id, runs_root(cfg) / run_id, None
+    ckpt = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    run_id = load_checkpoint(ckpt)[RUN_ID_KEY]
+    return run_id, ckpt.parent.parent, ckpt
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L.Callback]) -> L.Trainer:
+    checkpoints = run_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best-step{step}", monitor="val/acc", mode="max",
+                           save_top_k=1, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True,
+                           every_n_train_steps=cfg.checkpoint_every_n_steps)
+    callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps), best, last]
+    return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
+                     callbacks=callbacks, default_root_dir=run_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, test the best and the last checkpoints, write the run record; return it."""
+    validate(cfg)
+    run_id, run_dir, resume_from = resolve_run(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = prepare_data(cfg)
+    module = build_module(cfg, datamodule.spec)
+    store = ResultsStore(cfg.paths.results_dir)
+    record = base_record(cfg, run_id, run_dir, datamodule, module, store)
+    store.save(record)
+    logger = make_wandb_logger(cfg, run_id, run_dir, datamodule.spec.name)
+    record["paths"]["wandb"] = run_location(logger)
+    monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
+    extra = [monitor, history, RandomStateCheckpoint(), RunFiles(OmegaConf.to_yaml(cfg, resolve=True), run_id)]
+    trainer = make_trainer(cfg, run_dir, logger, extra)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        metrics = test_checkpoints(cfg, trainer, module, datamodule)
+    except BaseException as error:
+        store.save({**record, "status": "failed", "error": f"{type(error).__name__}: {error}"})
+        finish_wandb(logger, exit_code=1)
+        raise
+    record.update(status="finished", metrics=metrics, history=history.history,
+                  efficiency=monitor.summary(trainer.strategy.root_device),
+                  paths={**record["paths"], "checkpoints": checkpoint_paths(trainer)})
+    record["metrics"]["step"] = trainer.global_step
+    if logger is not None:
+        efficiency = {f"efficiency/{key}": value for key, value in record["efficiency"].items()}
+        logger.experiment.summary.update({**metrics, **efficiency, "params": record["params"]})
+    store.save(record)
+    finish_wandb(logger, exit_code=0)
+    print_summary(record, store.path(run_id))
+    return record
+
+
+def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module: LRAModule,
+                store: ResultsStore) -> dict[str, Any]:
+    previous = store.load(run_id) or {}
+    return {
+        **previous,
+        "run_id": run_id,
+        "kind": "train",
+        "status": "running",
+        "task": datamodule.spec.name,
+        "task_variant": cfg.task.get("variant"),
+        "attention": cfg.attention.name,
+        "preset": cfg.get("preset"),
+        "seed": cfg.seed,
+        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "protocol": {
+            "validation_split": datamodule.validation_split,
+            "test_checkpoints": {"best": "highest val/acc", "last": "last training step"},
+            "data_source": datamodule.describe_source(),
+        },
+        "environment": environment(),
+        "paths": {"run_dir": str(run_dir)},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "resumed": previous.get("resumed", 0) + int(cfg.ckpt_path is not None),
+    }
+
+
+def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule) -> dict[str, Any]:
+    best, last = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
+    if not cfg.test_after_fit:
+        return metrics
+    for label, path in (("best", best.best_model_path), ("last", last.last_model_path)):
+        if not path:
+            continue
+        (result,) = trainer.test(module, datamodule=datamodule, ckpt_path=path, weights_only=True, verbose=False)
+        metrics[f"test/acc@{label}"] = result["test/acc"]
+        metrics[f"test/loss@{label}"] = result["test/loss"]
+    return metrics
+
+
+def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
+    best, last = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    return {"best": best.best_model_path, "last": last.last_model_path}
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def print_summary(record: dict[str, Any], record_path: Path) -> None:
+    eff, metrics, checkpoints = record["efficiency"], record["metrics"], record["paths"]["checkpoints"]
+    pct = lambda key: f"{100 * metrics[key]:.2f}%" if metrics.get(key) is not None else "n/a"  # noqa: E731
+    memory = "peak GPU memory (max allocated)" if eff["memory_kind"] == "cuda_max_allocated" else "peak RSS (CPU)"
+    lines = [
+        f"run {record['run_id']}: {record['task']} / {record['attention']}  ({record['params']:,} parameters, "
+        f"{metrics['step']} steps, validation split: {record['protocol']['validation_split']})",
+        f"  test accuracy: {pct('test/acc@best')} (best-val checkpoint), {pct('test/acc@last')} (last);"
+        f" best val accuracy {pct('val/acc_best')}",
+        f"  throughput: {eff['samples_per_s']} samples/s, {eff['tokens_per_s']} tokens/s (real), "
+        f"{eff['padded_tokens_per_s']} tokens/s (padded), over {eff['measured_steps']} steps",
+        f"  {memory}: {eff['peak_memory_mib']} MiB",
+        f"  checkpoints: {checkpoints['best'] or '-'} (best), {checkpoints['last']} (last)",
+        f"  record: {record_path}",
+        f"  wandb: {record['paths'].get('wandb') or 'off'}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate a checkpoint on a split with the config stored inside it; write an eval record."""
+    if not cfg.get("ckpt"):
+        raise ConfigError("evaluate.py needs ckpt=PATH (a .ckpt written by train.py)")
+    checkpoint = load_checkpoint(cfg.ckpt)
+    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    run_cfg.paths = cfg.paths
+    datamodule = prepare_data(run_cfg)
+    module = build_module(run_cfg, datamodule.spec)
+    module.load_state_dict(checkpoint["state_dict"])
+    split = cfg.split
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split={split!r}; valid: train, val, test")
+    loader = datamodule.eval_dataloader(split)
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        precision=run_cfg.trainer.precision)
+    (result,) = trainer.test(module, dataloaders=loader, verbose=False)
+    run_id = checkpoint[RUN_ID_KEY]
+    eval_id = f"{run_id}-{Path(cfg.ckpt).stem}-{split}"
+    record = {"run_id": eval_id, "kind": "eval", "source_run": run_id, "checkpoint": str(Path(cfg.ckpt).resolve()),
+              "split": split, "task": datamodule.spec.name, "attention": run_cfg.attention.name,
+              "step": checkpoint.get("global_step"), "metrics": {f"{split}/acc": result["test/acc"],
+                                                                 f"{split}/loss": result["test/loss"]},
+              "environment": environment(), "config": OmegaConf.to_container(run_cfg, resolve=True)}
+    path = ResultsStore(cfg.paths.results_dir, kind="evals").save(record)
+    print(f"{split} accuracy of {cfg.ckpt} (step {record['step']}): {100 * result['test/acc']:.2f}%\nrecord: {path}")
+    return record
