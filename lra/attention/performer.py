@@ -29,8 +29,8 @@ def random_features(num_features: int, dim: int, orthogonal: bool, device=None) 
         return torch.randn(num_features, dim, device=device)
     blocks = []
     for _ in range(math.ceil(num_features / dim)):
-        q, _ = torch.linalg.qr(torch.randn(dim, dim, device=device))
-        blocks.append(q.T)
+        q, r = torch.linalg.qr(torch.randn(dim, dim, device=device))
+        blocks.append((q * r.diagonal().sign()).T)  # the sign fix makes q uniform (Haar) on O(d)
     directions = torch.cat(blocks)[:num_features]
     return directions * torch.randn(num_features, dim, device=device).norm(dim=1, keepdim=True)
 
