@@ -11,6 +11,8 @@ from torch import nn
 from lra.attention.base import AttentionBackend
 from lra.attention.registry import register
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
 
 @register("nystrom")
 class NystromAttention(AttentionBackend):
@@ -87,7 +89,7 @@ class NystromAttention(AttentionBackend):
         kernel_2 = torch.where(used, kernel_2, identity)
         kernel_3 = _masked_softmax(q_landmarks @ k.transpose(-1, -2), ~real[:, None, None, :])
 
-        out = (kernel_1 @ self._pinv(kernel_2)) @ (kernel_3 @ v)
+        out = (kernel_1 @ self._pinv(kernel_2).to(kernel_1.dtype)) @ (kernel_3 @ v)
         if self.conv is not None:
             out = out + self.conv(v.masked_fill(~real[:, None, :, None], 0.0))
         return out
@@ -100,6 +102,11 @@ class NystromAttention(AttentionBackend):
         return F.one_hot(segment, self.num_landmarks + 1)[..., : self.num_landmarks]
 
     def _pinv(self, matrix: torch.Tensor) -> torch.Tensor:
+        """Newton-Schulz pseudo-inverse, in at least float32: the m x m iteration is cheap, and diverges in bf16."""
+        with torch.autocast(matrix.device.type, enabled=False):
+            return self._newton_schulz(matrix.float() if matrix.dtype in LOW_PRECISION else matrix)
+
+    def _newton_schulz(self, matrix: torch.Tensor) -> torch.Tensor:
         identity = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
         column_max = matrix.abs().sum(-2).amax(-1, keepdim=True).unsqueeze(-1)
         row_max = matrix.abs().sum(-1).amax(-1, keepdim=True).unsqueeze(-1)

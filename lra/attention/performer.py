@@ -16,6 +16,7 @@ KERNELS = ("softmax", "relu")
 # The additive stabilisers of Google's reference (fast_attention.py): they keep the normaliser positive.
 SOFTMAX_EPS = 1e-6
 RELU_EPS = 1e-3
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def random_features(num_features: int, dim: int, orthogonal: bool, device=None) -> torch.Tensor:
@@ -129,7 +130,7 @@ class PerformerAttention(AttentionBackend):
             self._maybe_checkpoint(self._readout, q[:, :, start:start + chunk], kv, normaliser)
             for start in range(0, q.shape[-2], chunk)
         ]
-        return torch.cat(outputs, dim=-2)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
 
     def _maybe_checkpoint(self, fn, *args):
         if self.chunk_size is None or not torch.is_grad_enabled():
@@ -137,7 +138,10 @@ class PerformerAttention(AttentionBackend):
         return checkpoint(fn, *args, use_reentrant=False)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * x.shape[-1] ** -0.25) @ self.projection.to(x.dtype).T
+        # In float32 at least: the features exponentiate it, and bf16 keeps only ~3 significant digits.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float() if x.dtype in LOW_PRECISION else x
+            return (x * x.shape[-1] ** -0.25) @ self.projection.to(x.dtype).T
 
     @torch.no_grad()
     def _key_shift(self, k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -145,7 +149,8 @@ class PerformerAttention(AttentionBackend):
         if self.kernel != "softmax":
             return None
         chunk = self.chunk_size or k.shape[-2]
-        shift = torch.full(k.shape[:2] + (1, 1), -torch.inf, dtype=k.dtype, device=k.device)
+        dtype = torch.promote_types(k.dtype, torch.float32)  # as _project computes the exponents
+        shift = torch.full(k.shape[:2] + (1, 1), -torch.inf, dtype=dtype, device=k.device)
         for start in range(0, k.shape[-2], chunk):
             exponent = self._project(k[:, :, start:start + chunk])
             if key_padding_mask is not None:
@@ -158,11 +163,11 @@ class PerformerAttention(AttentionBackend):
         scale = self.nb_features**-0.5
         exponent = self._project(x)
         if self.kernel == "relu":
-            return scale * F.relu(exponent) + RELU_EPS
+            return (scale * F.relu(exponent) + RELU_EPS).to(x.dtype)
         if shift is None:  # queries: each row's own maximum
             shift = exponent.detach().amax(-1, keepdim=True)
-        squared_norm = (x * x).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
-        return scale * (torch.exp(exponent - squared_norm - shift) + SOFTMAX_EPS)
+        squared_norm = (x.to(exponent.dtype) ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
+        return (scale * (torch.exp(exponent - squared_norm - shift) + SOFTMAX_EPS)).to(x.dtype)
 
     def _key_summary(self, k, v, real, key_shift):
         phi = self._features(k, key_shift)

@@ -23,8 +23,8 @@ class SoftmaxAttention(AttentionBackend):
 
     ``out = softmax(q k^T / sqrt(d) + M) v`` with ``M = -inf`` on padded keys.
 
-    Time O(N^2 d); memory O(N) with the flash / memory-efficient kernels (O(N^2) with the math fallback,
-    which is what runs on CPU). Without a padding mask SDPA takes FlashAttention. A boolean mask rules
+    Time O(N^2 d); memory O(N) with the flash / memory-efficient kernels (PyTorch has a flash kernel for
+    CPU too), O(N^2) with the math fallback. Without a padding mask SDPA takes FlashAttention. A boolean mask rules
     FlashAttention out, so with padding SDPA falls back to the memory-efficient kernel, which reads the
     mask for every score. ``padding`` chooses the path for a batch with padding:
 
