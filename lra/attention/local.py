@@ -14,11 +14,11 @@ IMPLS = ("auto", "flex", "chunked")
 
 
 @functools.cache
-def _compiled_flex_attention():
-    """FlexAttention compiled once (uncompiled, it materialises the full score matrix)."""
-    from torch.nn.attention.flex_attention import flex_attention
+def _compiled_flex():
+    """FlexAttention and its block-mask builder, compiled once: uncompiled, both materialise N x N."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=False), torch.compile(create_block_mask)
 
 
 @register("local")
@@ -87,8 +87,7 @@ class LocalAttention(AttentionBackend):
         return self.impl == "auto" and self.sliding and q.is_cuda and dropout == 0
 
     def _flex(self, q, k, v, key_padding_mask):
-        from torch.nn.attention.flex_attention import create_block_mask
-
+        flex_attention, create_block_mask = _compiled_flex()
         half, length = self.window // 2, q.shape[-2]
 
         def in_window(batch, head, query, key):
@@ -97,7 +96,7 @@ class LocalAttention(AttentionBackend):
 
         batch = None if key_padding_mask is None else q.shape[0]
         block_mask = create_block_mask(in_window, batch, None, length, length, device=q.device)
-        return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+        return flex_attention(q, k, v, block_mask=block_mask)
 
     def _chunked(self, q, k, v, key_padding_mask, dropout):
         batch, heads, length, head_dim = q.shape

@@ -131,15 +131,16 @@ class TaylorShiftAttention(AttentionBackend):
         else:
             out = self._efficient(q_hat, k_hat, v, key_padding_mask, real_keys)
         if self.output_normalized:
-            out = out * (real_keys / self.head_dim).sqrt()
+            out = out * (real_keys / self.head_dim).sqrt().to(out.dtype)
         return out
 
     @staticmethod
     def _real_key_count(k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """Real keys per example, shaped (B, 1, 1, 1) to broadcast over (B, H, N, d)."""
+        """Real keys per example as (B, 1, 1, 1), in at least float32 (bf16 cannot count to 2000 exactly)."""
+        dtype = torch.promote_types(k.dtype, torch.float32)
         if key_padding_mask is None:
-            return k.new_full((k.shape[0], 1, 1, 1), k.shape[-2])
-        return (~key_padding_mask).sum(-1).to(k.dtype).view(-1, 1, 1, 1)
+            return torch.full((k.shape[0], 1, 1, 1), k.shape[-2], dtype=dtype, device=k.device)
+        return (~key_padding_mask).sum(-1).to(dtype).view(-1, 1, 1, 1)
 
     def _use_kernel(self, q: torch.Tensor) -> bool:
         if self.impl == "torch":
@@ -169,7 +170,7 @@ class TaylorShiftAttention(AttentionBackend):
         d = q_hat.shape[-1]
         alpha = d**0.25
         q_t, k_t = alpha * q_hat, alpha * k_hat
-        values = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1) / real_keys.clamp_min(1)
+        values = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1) / real_keys.clamp_min(1).to(v.dtype)
         if key_padding_mask is not None:
             values = values.masked_fill(key_padding_mask[:, None, :, None], 0.0)
         quadratic = _tensor_square(q_t) @ (_tensor_square(k_t).transpose(-1, -2) @ values)

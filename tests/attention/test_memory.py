@@ -40,7 +40,7 @@ def quadratic_ops(name: str, options: dict, length: int = LENGTH) -> list[tuple[
 
 @pytest.mark.parametrize(("name", "options"), [
     ("taylorshift", {"mode": "efficient"}),
-    ("taylorshift", {"mode": "auto"}),  # 1024 > N0 = 73 at d = 8
+    ("taylorshift", {"mode": "auto"}),  # 512 > N0 = 73 at d = 8
     ("performer", {"nb_features": 32}),
     ("performer", {"nb_features": 32, "kernel": "relu", "chunk_size": 128}),
     ("elementwise", {"mode": "linear", "order": 4}),
