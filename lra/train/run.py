@@ -76,11 +76,13 @@ def resolve_run(cfg: DictConfig) -> tuple[str, Path, Path | None]:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L.Callback]) -> L.Trainer:
+    """Checkpoints are written right after each validation, the best first, so that last.ckpt always
+    records a best checkpoint that exists and a validation that has happened: a run killed at any
+    moment resumes into exactly the state an uninterrupted run had."""
     checkpoints = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-step{step}", monitor="val/acc", mode="max",
                            save_top_k=1, auto_insert_metric_name=False)
-    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True,
-                           every_n_train_steps=cfg.checkpoint_every_n_steps)
+    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True)
     callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps), best, last]
     return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
                      callbacks=callbacks, default_root_dir=run_dir)

@@ -1,0 +1,318 @@
+"""The benchmark run: settings from ``bench.*``, the sweep, and the files under ``results/bench/<device>/``.
+
+Order: dtype, then head dim, then series, then lengths from short to long. A series stops growing N for
+the current (d, dtype) after it runs out of memory or after a step slower than ``bench.stop_above_ms``;
+the longer lengths are recorded as ``skipped`` with the reason. Past ``bench.time_budget_s`` every
+remaining point is skipped, so a run under a wall-clock limit still writes its files. The CSV is
+rewritten after each (d, dtype) group, so an interrupted run leaves the points it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lra.bench import loop, plots, report, tracking
+from lra.bench.measure import Measurement, Settings, measure, release, timer_name
+from lra.bench.report import Row, Table
+from lra.bench.series import Series, parse_series
+from lra.bench.workloads import DTYPES, LEVELS, MODES, ModelShape, Point, build
+from lra.train.records import git_commit
+
+log = logging.getLogger("lra.bench")
+
+
+@dataclass
+class WandbSettings:
+    enabled: bool = True
+    mode: str = "offline"
+    project: str = "lra-bench"
+    dir: str | None = None
+
+
+@dataclass
+class BenchConfig:
+    level: str
+    mode: str
+    series: list[Series]
+    lengths: list[int]
+    batch_size: int
+    heads: int
+    head_dims: list[int]
+    dtypes: list[str]
+    device: torch.device
+    timing: Settings
+    stop_above_ms: float | None
+    time_budget_s: float | None
+    shape: ModelShape
+    loop: loop.LoopSettings
+    out_dir: Path
+    name: str
+    commit: str | None = None
+    wandb: WandbSettings = field(default_factory=WandbSettings)
+
+
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _choice(key: str, value: object, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise ValueError(f"bench.{key}={value!r}; valid: {', '.join(valid)}")
+    return str(value)
+
+
+def _positive_ints(key: str, values: object) -> list[int]:
+    numbers = _as_list(values)
+    if not numbers or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in numbers):
+        raise ValueError(f"bench.{key} must be a positive integer or a list of them, got {values!r}")
+    return numbers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("bench.device=cuda but torch sees no CUDA device; use bench.device=cpu or auto")
+    return torch.device(_choice("device", name, ("auto", "cuda", "cpu")))
+
+
+def device_slug(device: torch.device) -> str:
+    """``results/bench/<slug>``: the GPU's name in lower case with dashes (e.g. nvidia-h100-80gb-hbm3)."""
+    if device.type != "cuda":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+
+
+def config_from(bench: Mapping) -> BenchConfig:
+    """``bench.*`` (a plain dict) -> checked settings; a bad value fails with the valid ones."""
+    level = _choice("level", bench["level"], (*LEVELS, "loop"))
+    mode = _choice("mode", bench["mode"], MODES)
+    dtypes = [_choice("dtype", d, tuple(DTYPES)) for d in _as_list(bench["dtype"])]
+    device = resolve_device(str(bench["device"]))
+    name = bench.get("name") or (level if level == "loop" else f"{level}_{mode}")
+    return BenchConfig(
+        level=level, mode=mode,
+        series=parse_series(bench["attention"]) if level != "loop" else [],
+        lengths=sorted(set(_positive_ints("lengths", bench["lengths"]))),
+        batch_size=_positive_ints("batch_size", bench["batch_size"])[0],
+        heads=_positive_ints("heads", bench["heads"])[0],
+        head_dims=_positive_ints("head_dim", bench["head_dim"]),
+        dtypes=dtypes, device=device,
+        timing=Settings(**bench.get("timing", {})),
+        stop_above_ms=bench.get("stop_above_ms"), time_budget_s=bench.get("time_budget_s"),
+        shape=ModelShape(**bench.get("model", {})),
+        loop=_loop_settings(bench.get("loop", {})),
+        out_dir=Path(bench.get("out_dir") or f"results/bench/{device_slug(device)}"),
+        name=str(name),
+        commit=None if bench.get("commit") is None else str(bench["commit"]),
+        wandb=WandbSettings(**bench.get("wandb", {})),
+    )
+
+
+def _loop_settings(values: Mapping) -> loop.LoopSettings:
+    values = dict(values)
+    if "runners" in values:
+        values["runners"] = tuple(_as_list(values["runners"]))
+    settings = loop.LoopSettings(**values)
+    _choice("loop.dtype", settings.dtype, tuple(DTYPES))
+    return settings
+
+
+def environment(device: torch.device, commit: str | None = None) -> dict[str, object]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": name, "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "commit": commit or git_commit() or "", "timer": timer_name(device)}
+
+
+def _row(point: Point, series: Series, result: Measurement, info: dict, command: str) -> Row:
+    ok = result.status == "ok"
+    return {
+        "backend": series.backend, "series": series.label, "options": series.describe_options(),
+        "level": point.level, "mode": point.mode, "dtype": point.dtype, "batch": point.batch,
+        "heads": point.heads, "head_dim": point.head_dim, "length": point.length,
+        "time_ms": result.time_ms, "peak_mib": result.peak_mib,
+        "tokens_per_s": point.tokens / (result.time_ms / 1000) if ok and result.time_ms else None,
+        "status": result.status, "note": result.note, "repeats": result.repeats, **info, "command": command,
+    }
+
+
+def sweep(config: BenchConfig, command: str, csv_path: Path | None = None) -> list[Row]:
+    """Measure every series x head_dim x dtype x length; see the module docstring for the order."""
+    info = environment(config.device, config.commit)
+    deadline = time.monotonic() + config.time_budget_s if config.time_budget_s else None
+    rows: list[Row] = []
+    for dtype in config.dtypes:
+        for head_dim in config.head_dims:
+            for series in config.series:
+                stopped = ""
+                for length in [n for n in config.lengths if series.up_to is None or n <= series.up_to]:
+                    point = Point(config.level, config.mode, dtype, config.batch_size, config.heads, head_dim,
+                                  length)
+                    if deadline is not None and time.monotonic() > deadline:
+                        result = Measurement("skipped", note="bench.time_budget_s spent")
+                    elif stopped:
+                        result = Measurement("skipped", note=stopped)
+                    else:
+                        result = measure(lambda p=point, s=series: build(p, s, config.device, config.shape),
+                                         config.device, config.timing)
+                        stopped = _stop_reason(result, length, config.stop_above_ms)
+                    rows.append(_row(point, series, result, info, command))
+                    log.info("%s %s %s d=%d %s N=%d: %s", config.level, config.mode, dtype, head_dim,
+                             series.label, length, _describe(result))
+            if csv_path is not None:
+                report.write_csv(csv_path, rows)
+    return rows
+
+
+def _stop_reason(result: Measurement, length: int, stop_above_ms: float | None) -> str:
+    if result.status == "oom":
+        return f"out of memory at N={length}"
+    if result.status == "ok" and stop_above_ms is not None and result.time_ms > stop_above_ms:
+        return f"N={length} took {result.time_ms:.0f} ms > bench.stop_above_ms={stop_above_ms}"
+    return ""
+
+
+def _describe(result: Measurement) -> str:
+    if result.status != "ok":
+        return f"{result.status} {result.note}"
+    memory = "" if result.peak_mib is None else f", {result.peak_mib:.0f} MiB"
+    return f"{result.time_ms:.3f} ms{memory} (median of {result.repeats})"
+
+
+def loop_rows(config: BenchConfig, command: str) -> list[Row]:
+    settings = config.loop
+    info = environment(config.device, config.commit)
+    results = loop.run_loops(settings, config.device, log.info)
+    rows = []
+    for result in results:
+        point = Point("loop", "fwd_bwd", settings.dtype, settings.batch_size, settings.heads,
+                      settings.d_model // settings.heads, settings.length)
+        measured = Measurement("ok", time_ms=1000 * result.seconds_per_step, peak_mib=result.peak_mib,
+                               repeats=settings.steps, note=f"round {result.round}")
+        series = Series(label=result.runner, backend=settings.attention)
+        rows.append({**_row(point, series, measured, info, command), "timer": "wall_clock"})
+    return rows
+
+
+def loop_table(rows: list[Row]) -> Table:
+    """Median over rounds per runner, and its overhead against the bare loop."""
+    by_runner: dict[str, list[Row]] = {}
+    for row in rows:
+        by_runner.setdefault(str(row["series"]), []).append(row)
+    medians = {runner: statistics.median(r["time_ms"] for r in group) for runner, group in by_runner.items()}
+    bare = medians.get("bare")
+    body = []
+    for runner, group in sorted(by_runner.items(), key=lambda item: item[0] != "bare"):
+        ms = medians[runner]
+        peaks = [r["peak_mib"] for r in group if r["peak_mib"] is not None]
+        overhead = f"{100 * (ms / bare - 1):+.1f}%" if bare else ""
+        tokens_per_s = group[0]["batch"] * group[0]["length"] * 1000 / ms
+        body.append([runner, f"{1000 / ms:.2f}", f"{ms:.1f}", f"{tokens_per_s:.3g}",
+                     f"{max(peaks):.0f}" if peaks else "", overhead, len(group)])
+    caption = ("Median over rounds of ms/step (steady state, data loading included); time overhead against "
+               "the bare PyTorch loop (target: within +5%). Peak: all allocated memory (weights, optimizer, "
+               "activations).")
+    return Table("Training-loop overhead", ["runner", "steps/s", "ms/step", "tokens/s", "peak MiB",
+                                            "time vs bare", "rounds"], body, caption)
+
+
+def summary_header(config: BenchConfig, rows: list[Row], command: str) -> list[str]:
+    first = rows[0] if rows else environment(config.device, config.commit)
+    timer = ("CUDA events around each step, L2 flushed between steps; median of up to "
+             f"{config.timing.repeats} after {config.timing.warmup} warm-up steps"
+             if config.device.type == "cuda" else "wall clock (CPU run): not comparable with GPU timings")
+    memory = {"core": "peak allocated during one step minus what was allocated before it (q, k, v, the "
+                      "output gradient, the backend's parameters)",
+              "layer": "peak allocated during one step minus the inputs and the layer's parameters",
+              "model": "peak allocated during one step, everything included (weights, gradients, optimizer)",
+              "loop": "peak allocated during the run, everything included"}[config.level]
+    loop_ = config.loop
+    setup = (f"Level: loop; LRAClassifier emb {loop_.d_model}, {loop_.heads} heads, {loop_.layers} layers, "
+             f"mlp {loop_.mlp_dim}, {loop_.attention} attention, ListOps N={loop_.length}, "
+             f"batch {loop_.batch_size}, {loop_.dtype}; {loop_.warmup_steps} warm-up + {loop_.steps} timed "
+             f"steps, {loop_.rounds} round(s)"
+             if config.level == "loop" else
+             f"Level: {config.level}, mode: {config.mode}; batch {config.batch_size}, heads {config.heads}")
+    lines = [f"Device: {first['device']}; torch {first['torch']}; date {first['date']}; "
+             f"commit {first['commit']}",
+             f"Command: `{command}`",
+             setup,
+             f"Time: {timer}" if config.level != "loop" else "Time: wall clock over the timed steps",
+             f"Memory: {memory}" if config.device.type == "cuda" else "Memory: not measured on CPU"]
+    if config.level in ("layer", "model"):
+        shape = config.shape
+        layers = shape.layers if config.level == "model" else 1
+        lines.append(f"Model: width heads x head_dim, {layers} layer(s), mlp {shape.mlp_dim}, dropout "
+                     f"{shape.dropout}; parameters fp32, bf16/fp16 under autocast")
+    return lines
+
+
+def write_outputs(config: BenchConfig, rows: list[Row], command: str) -> dict[str, Path]:
+    """CSV, markdown summary, plots (and the wandb run); returns the paths written."""
+    out = config.out_dir
+    paths = {"csv": out / f"{config.name}.csv", "markdown": out / f"{config.name}.md"}
+    report.write_csv(paths["csv"], rows)
+    tables: list[Table] = []
+    images: list[Path] = []
+    if config.level == "loop":
+        tables.append(loop_table(rows))
+    for head_dim, dtype in report.groups(rows) if config.level != "loop" else []:
+        tables.append(report.sweep_table(rows, config.series, head_dim, dtype))
+        if config.level == "core":
+            crossing_table = report.crossover_table(rows, config.series, head_dim, dtype, config.mode)
+            tables += [crossing_table] if crossing_table else []
+        else:
+            tables.append(report.throughput_table(rows, config.series, head_dim, dtype))
+        image = out / f"{config.name}_d{head_dim}_{dtype}.png"
+        crossings = report.crossovers(rows, config.series, head_dim, dtype, config.mode) \
+            if config.level == "core" else []
+        memory_label = ("peak memory, all allocations (MiB)" if config.level == "model"
+                        else "peak memory above inputs (MiB)")
+        plots.plot_group(image, rows, config.series, head_dim, dtype,
+                         f"{config.level} {config.mode}, d={head_dim}, {dtype}, B={config.batch_size}, "
+                         f"H={config.heads} ({rows[0]['device']})", crossings, memory_label)
+        images.append(image)
+    if config.level == "core":
+        beside = report.reference_table(rows, config.series)
+        tables += [beside] if beside else []
+    title = f"Attention benchmark: {config.level}" + ("" if config.level == "loop" else f", {config.mode}")
+    markdown = report.render_markdown(title, summary_header(config, rows, command), tables)
+    report.write_atomic(paths["markdown"], lambda tmp: tmp.write_text(markdown))
+    for index, image in enumerate(images):
+        paths[f"plot{index}"] = image
+    if config.wandb.enabled:
+        where = tracking.log_run(project=config.wandb.project, mode=config.wandb.mode,
+                                 directory=config.wandb.dir, name=f"bench-{config.name}",
+                                 config=_plain(config), rows=rows, tables=tables, images=images)
+        log.info("wandb run: %s", where)
+    return paths
+
+
+def _plain(config: BenchConfig) -> dict[str, object]:
+    return {"level": config.level, "mode": config.mode, "series": [s.label for s in config.series],
+            "lengths": config.lengths, "batch_size": config.batch_size, "heads": config.heads,
+            "head_dims": config.head_dims, "dtypes": config.dtypes, "device": str(config.device),
+            "timing": vars(config.timing), "model": vars(config.shape), "loop": vars(config.loop)}
+
+
+def run(config: BenchConfig, command: str) -> dict[str, Path]:
+    """Measure and write everything; returns the paths written."""
+    tracking.check_available(config.wandb.enabled)
+    log.info("lra.bench: %s -> %s", command, config.out_dir)
+    if config.level == "loop":
+        rows = loop_rows(config, command)
+    else:
+        rows = sweep(config, command, config.out_dir / f"{config.name}.csv")
+    release(config.device)
+    paths = write_outputs(config, rows, command)
+    for kind, path in paths.items():
+        log.info("wrote %s: %s", kind, path)
+    return paths

@@ -1,0 +1,121 @@
+"""The benchmark end to end on CPU: tiny sweeps through the real config file, checked through its files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lra.attention import available
+from lra.bench.report import COLUMNS
+from lra.bench.run import config_from, run
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["bench.lengths=[16,48]", "bench.batch_size=2", "bench.heads=2", "bench.head_dim=8",
+        "bench.dtype=[fp32,bf16]", "bench.device=cpu", "bench.wandb.enabled=false",
+        "bench.timing.warmup=1", "bench.timing.repeats=2"]
+
+
+def run_bench(tmp_path: Path, overrides: list[str]) -> dict[str, Path]:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("bench", overrides=[*TINY, f"bench.out_dir={tmp_path}", *overrides])
+    return run(config_from(OmegaConf.to_container(cfg.bench, resolve=True)), "pytest")
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames), list(reader)
+
+
+def test_core_sweep_writes_every_series_and_point(tmp_path, test_backends):
+    requested = [*available(), {"backend": "taylorshift", "mode": "direct", "label": "ts-direct"},
+                 {"backend": "taylorshift", "mode": "efficient", "label": "ts-efficient"}]
+    entries = ",".join(e if isinstance(e, str) else "{" + ",".join(f"{k}:{v}" for k, v in e.items()) + "}"
+                       for e in requested)
+    paths = run_bench(tmp_path, [f"bench.attention=[{entries}]"])
+    columns, rows = read_rows(paths["csv"])
+    assert columns == list(COLUMNS)
+    labels = [e if isinstance(e, str) else e["label"] for e in requested]
+    assert {r["series"] for r in rows} == set(labels)
+    assert len(rows) == len(labels) * 2 * 2  # series x lengths x dtypes
+    by = {(r["series"], r["head_dim"], r["dtype"], r["length"]): r for r in rows}
+    assert by["softmax", "8", "fp32", "16"]["status"] == "ok"
+    assert float(by["softmax", "8", "fp32", "16"]["time_ms"]) > 0
+    assert all(r["timer"] == "wall_clock" and r["device"] == "cpu" and r["command"] == "pytest" for r in rows)
+    # a backend that fails at one size is recorded and the sweep goes on; out of memory stops the series
+    failing = by["failing_above_32", "8", "bf16", "48"]
+    assert failing["status"] == "error" and "no kernel for length 48" in failing["note"]
+    assert by["oom_above_32", "8", "bf16", "48"]["status"] == "oom"
+    assert by["ts-direct", "8", "bf16", "48"]["status"] == "ok"
+    markdown = paths["markdown"].read_text()
+    for label in labels:
+        assert label in markdown
+    assert "## Crossovers, d=8, bf16" in markdown and "ts-efficient | ts-direct | time | 73 |" in markdown
+    plots = sorted(tmp_path.glob("core_fwd_bwd_d*_*.png"))
+    assert [p.name for p in plots] == ["core_fwd_bwd_d8_bf16.png", "core_fwd_bwd_d8_fp32.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+
+
+def test_slow_series_stop_growing_and_the_budget_skips_the_rest(tmp_path):
+    paths = run_bench(tmp_path, ["bench.attention=[softmax]", "bench.stop_above_ms=0", "bench.head_dim=4",
+                                 "bench.dtype=fp32"])
+    _, rows = read_rows(paths["csv"])
+    assert [r["status"] for r in rows] == ["ok", "skipped"] and "stop_above_ms" in rows[1]["note"]
+    paths = run_bench(tmp_path, ["bench.attention=[softmax]", "bench.time_budget_s=1e-9",
+                                 "bench.name=budget"])
+    _, rows = read_rows(paths["csv"])
+    assert {r["status"] for r in rows} == {"skipped"} and paths["csv"].name == "budget.csv"
+    paths = run_bench(tmp_path, ["bench.attention=[{backend:softmax,up_to:16}]", "bench.name=up_to"])
+    _, rows = read_rows(paths["csv"])
+    assert {r["length"] for r in rows} == {"16"}
+
+
+@pytest.mark.parametrize("level", ["layer", "model"])
+def test_layer_and_model_levels_report_throughput_against_softmax(tmp_path, level, test_backends):
+    series = "bench.attention=[softmax,{backend:taylorshift,mode:direct}]"
+    paths = run_bench(tmp_path, [f"bench.level={level}", series, "bench.head_dim=4", "bench.dtype=bf16",
+                                 "bench.model.layers=1", "bench.model.mlp_dim=16"])
+    _, rows = read_rows(paths["csv"])
+    assert {r["status"] for r in rows} == {"ok"} and {r["level"] for r in rows} == {level}
+    assert all(float(r["tokens_per_s"]) > 0 for r in rows)
+    markdown = paths["markdown"].read_text()
+    assert "## Throughput, d=4, bf16" in markdown and "| softmax | 16 |" in markdown and "1.00x" in markdown
+
+
+def test_loop_level_compares_the_bare_loop_with_lightning(tmp_path):
+    paths = run_bench(tmp_path, ["bench.level=loop", "bench.loop.d_model=16", "bench.loop.heads=2",
+                                 "bench.loop.layers=1", "bench.loop.mlp_dim=16", "bench.loop.length=48",
+                                 "bench.loop.min_length=8", "bench.loop.batch_size=4",
+                                 "bench.loop.warmup_steps=1", "bench.loop.steps=2", "bench.loop.rounds=1"])
+    _, rows = read_rows(paths["csv"])
+    assert [r["series"] for r in rows] == ["bare", "lightning", "harness"]
+    assert {r["level"] for r in rows} == {"loop"} and all(float(r["time_ms"]) > 0 for r in rows)
+    markdown = paths["markdown"].read_text()
+    assert "## Training-loop overhead" in markdown and "| bare |" in markdown and "+0.0%" in markdown
+    assert "| harness |" in markdown
+
+
+def test_unknown_backend_fails_before_measuring(tmp_path):
+    with pytest.raises(ValueError, match="unknown attention backend 'flashy'; known backends: .*softmax"):
+        run_bench(tmp_path, ["bench.attention=[softmax,flashy]"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_command_line_entry_point_with_offline_wandb(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    overrides = [o for o in TINY if not o.startswith("bench.wandb")]
+    command = [sys.executable, "-m", "lra.bench", "bench.attention=[softmax]", "bench.head_dim=4",
+               "bench.dtype=fp32", *overrides[3:], f"bench.out_dir={tmp_path}", f"bench.wandb.dir={tmp_path}",
+               "hydra.run.dir=" + str(tmp_path / "hydra")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _, rows = read_rows(tmp_path / "core_fwd_bwd.csv")
+    assert rows[0]["command"].startswith("python -m lra.bench 'bench.attention=[softmax]'")
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -1,0 +1,139 @@
+"""Training end to end on CPU: records, checkpoints, wandb, evaluation, sweeps, resumption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lra.data.base import TaskSpec
+from lra.model import ModelConfig
+from lra.train.module import LRAModule
+from lra.train.run import evaluate, load_checkpoint, train
+from tests.helpers import ROOT, TINY_RUN, compose_train, run_script, wandb_offline_summary
+
+
+def test_loss_decreases_on_a_learnable_batch() -> None:
+    torch.manual_seed(0)
+    spec = TaskSpec(name="toy", num_classes=2, max_length=16, vocab_size=8)
+    module = LRAModule(spec, ModelConfig(d_model=32, num_layers=1, num_heads=2, mlp_dim=64, dropout=0.0),
+                       "softmax", {}, optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3))
+    inputs = torch.randint(1, 8, (32, 16))
+    batch = {"inputs": inputs, "labels": (inputs[:, 3] > 4).long()}  # the label is a function of the input
+    optimizer = module.configure_optimizers()
+    losses = []
+    for _ in range(40):
+        loss, _ = module._step(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_run_writes_record_checkpoints_and_an_offline_wandb_run(workdir: Path) -> None:
+    cfg = compose_train([*TINY_RUN, "logger.wandb.mode=offline", "run_id=rec1"])
+    record = train(cfg)
+
+    stored = json.loads((workdir / "results/runs/rec1.json").read_text())
+    assert stored["status"] == "finished" and stored["run_id"] == "rec1"
+    assert stored["task"] == "listops" and stored["attention"] == "softmax" and stored["seed"] == 0
+    assert stored["protocol"]["validation_split"] == "val"
+    assert set(stored["metrics"]) >= {"val/acc_best", "test/acc@best", "test/acc@last", "step"}
+    assert stored["metrics"]["step"] == 20
+    assert 0.0 <= stored["metrics"]["test/acc@best"] <= 1.0
+    efficiency = stored["efficiency"]
+    assert efficiency["memory_kind"] == "cpu_peak_rss" and efficiency["peak_memory_mib"] > 0
+    assert efficiency["measured_steps"] == 18  # 20 steps, 2 left out as warm-up
+    assert efficiency["padded_tokens_per_s"] >= efficiency["tokens_per_s"] > 0
+    assert stored["params"] == sum(p.numel() for p in torch.nn.Module.parameters(_module_of(cfg)))
+    assert [point["step"] for point in stored["history"]] == [10, 20]
+    assert stored["environment"]["torch"] == torch.__version__
+    assert stored["config"]["model"]["d_model"] == 32
+    assert record["metrics"] == stored["metrics"]
+
+    checkpoints = stored["paths"]["checkpoints"]
+    assert Path(checkpoints["last"]).is_file() and Path(checkpoints["best"]).is_file()
+    assert Path(checkpoints["last"]).is_relative_to(workdir / "models/listops/softmax")
+
+    summary = wandb_offline_summary(Path(stored["paths"]["wandb"]))
+    assert summary["test/acc@best"] == pytest.approx(stored["metrics"]["test/acc@best"])
+    assert summary["efficiency/samples_per_s"] == pytest.approx(efficiency["samples_per_s"])
+    assert summary["efficiency/peak_memory_mib"] == pytest.approx(efficiency["peak_memory_mib"])
+
+
+def _module_of(cfg):
+    from lra.train.run import build_module, prepare_data
+
+    return build_module(cfg, prepare_data(cfg).spec)
+
+
+def test_evaluate_reproduces_the_test_accuracy_from_the_checkpoint(workdir: Path) -> None:
+    record = train(compose_train([*TINY_RUN, "logger=none", "run_id=ev1"]))
+    best = record["paths"]["checkpoints"]["best"]
+    evaluation = evaluate(compose_train([f"ckpt={best}", "split=test", "accelerator=cpu"], config_name="evaluate"))
+    assert evaluation["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc@best"], abs=1e-6)
+    assert (workdir / "results/evals" / f"{evaluation['run_id']}.json").is_file()
+
+
+def test_checkpoints_load_weights_only_and_carry_their_config(workdir: Path) -> None:
+    record = train(compose_train([*TINY_RUN, "logger=none", "run_id=safe1"]))
+    checkpoint = load_checkpoint(record["paths"]["checkpoints"]["last"])  # torch.load(weights_only=True)
+    assert checkpoint["lra_run_id"] == "safe1" and "d_model: 32" in checkpoint["lra_config"]
+
+
+def test_evaluate_rejects_a_corrupt_checkpoint(workdir: Path) -> None:
+    bad = workdir / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    result = run_script("evaluate.py", [f"ckpt={bad}"], cwd=workdir, timeout=120)
+    assert result.returncode == 2 and "not a readable lra checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sweep_runs_one_record_per_job(workdir: Path) -> None:
+    args = ["-m", *TINY_RUN, "trainer.max_steps=4", "trainer.val_check_interval=4", "logger=none", "seed=0,1"]
+    result = run_script("train.py", args, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in (workdir / "results/runs").glob("*.json")]
+    assert sorted(r["seed"] for r in records) == [0, 1] and {r["status"] for r in records} == {"finished"}
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_result(workdir: Path) -> None:
+    common = [*TINY_RUN, "trainer.max_steps=120", "trainer.val_check_interval=20", "logger.wandb.mode=offline"]
+    assert run_script("train.py", [*common, "run_id=straight"], cwd=workdir).returncode == 0
+
+    victim = _start([*common, "run_id=victim"], workdir)
+    deadline = time.time() + 120
+    while not list(workdir.glob("models/**/victim/checkpoints/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    killed = json.loads((workdir / "results/runs/victim.json").read_text())
+    assert killed["status"] == "running", "the kill came after the run finished; the test proved nothing"
+
+    resumed = run_script("train.py", [*common, "ckpt_path=last"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = json.loads((workdir / "results/runs/straight.json").read_text())
+    again = json.loads((workdir / "results/runs/victim.json").read_text())
+    assert again["status"] == "finished" and again["resumed"] == 1
+    assert again["metrics"]["step"] == straight["metrics"]["step"] == 120
+    for key in ("val/acc_best", "test/acc@best", "test/acc@last", "test/loss@last"):
+        assert again["metrics"][key] == pytest.approx(straight["metrics"][key], abs=1e-5), key
+    assert [p["step"] for p in again["history"]] == [p["step"] for p in straight["history"]]
+    assert sorted(p.name for p in (workdir / "results/runs").iterdir()) == ["straight.json", "victim.json"]
+    wandb_runs = list(workdir.glob("models/**/victim/wandb/offline-run-*"))
+    assert {run.name.rsplit("-", 1)[-1] for run in wandb_runs} == {"victim"}  # one run id, resumed
