@@ -121,8 +121,10 @@ class TaylorShiftAttention(AttentionBackend):
         return "efficient" if length > self.crossover else "direct"
 
     def forward(self, q, k, v, key_padding_mask=None):
-        q_hat = F.normalize(q, dim=-1) * self.temperature.to(q.dtype)
-        k_hat = F.normalize(k, dim=-1)
+        # Under autocast the norm runs in float32 and promotes; back to the input dtype, or the (N, d^2)
+        # features of the efficient form would double in size.
+        q_hat = F.normalize(q, dim=-1).to(q.dtype) * self.temperature.to(q.dtype)
+        k_hat = F.normalize(k, dim=-1).to(k.dtype)
         real_keys = self._real_key_count(k, key_padding_mask)
         if self.form_for(q.shape[-2]) == "direct":
             out = self._direct(q_hat, k_hat, v, key_padding_mask)
@@ -178,7 +180,6 @@ class TaylorShiftAttention(AttentionBackend):
         constant = values.sum(-2, keepdim=True)
         y = self.a * quadratic + (alpha**2 * self.b) * linear + (alpha**4 * self.c) * constant
         return y[..., 1:] / y[..., :1].clamp_min(torch.finfo(y.dtype).tiny)
-
 
 
 def crossover_flops(head_dim: int) -> int:
