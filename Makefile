@@ -49,7 +49,10 @@ data: ## Fetch (where a network allows) and prepare a task's data: make data TAS
 bench: ## Attention speed and memory vs length -> results/bench/<device>/
 	$(BIN)/python -m lra.bench $(ARGS)
 
-tables: ## Run records -> results/tables/ (published numbers beside ours) and results/report.html
+tables: ## Run records -> results/tables/ (published numbers beside ours; ARGS="checkpoint=last wandb=ENTITY/lra")
+	$(BIN)/python -m lra.tables report=null $(ARGS)
+
+report: ## The tables plus results/report.html (self-contained; opens in any browser)
 	$(BIN)/python -m lra.tables $(ARGS)
 
 clean: ## Remove caches of Python and pytest (not data/, models/ or results/)

@@ -33,11 +33,17 @@ def compose_train(overrides: list[str] | None = None, config_name: str = "train"
         return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=hydra_config)
 
 
+def user_environment() -> dict[str, str]:
+    """The environment of a fresh shell: without WANDB_SERVICE, which an in-process wandb run of the test
+    session sets, and which would make every subprocess share that session's wandb service."""
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    return {**env, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+
+
 def run_script(script: str, args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``train.py`` / ``evaluate.py`` in a subprocess, from ``cwd``, as a user would."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=user_environment(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def wandb_offline_summary(run_dir: Path) -> dict[str, object]:

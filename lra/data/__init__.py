@@ -12,9 +12,17 @@ from pathlib import Path
 
 from lra.data.base import LRADataModule, TaskSpec
 from lra.data.errors import DataError, DataNotFoundError
+from lra.data.image import ImageDataModule
 from lra.data.listops import ListOpsDataModule
+from lra.data.retrieval import RetrievalDataModule
+from lra.data.text import TextDataModule
 
-TASKS: dict[str, type[LRADataModule]] = {"listops": ListOpsDataModule}
+TASKS: dict[str, type[LRADataModule]] = {
+    "listops": ListOpsDataModule,
+    "text": TextDataModule,
+    "retrieval": RetrievalDataModule,
+    "image": ImageDataModule,
+}
 _COMMON = {"data_dir", "seed"}
 
 
@@ -40,10 +48,20 @@ def create(task_config: Mapping[str, object], *, data_dir: str | Path, seed: int
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     unknown = sorted(set(options) - task_options(name))
     if unknown:
-        raise UnknownTaskError(f"task {name!r} has no option(s) {', '.join(unknown)}; "
-                               f"its options: {', '.join(sorted(task_options(name)))}")
+        raise UnknownTaskError(
+            f"task {name!r} has no option(s) {', '.join(unknown)}; "
+            f"its options: {', '.join(sorted(task_options(name)))}"
+        )
     return TASKS[name](data_dir=data_dir, seed=seed, **options)
 
 
-__all__ = ["TASKS", "DataError", "DataNotFoundError", "LRADataModule", "TaskSpec", "UnknownTaskError", "create",
-           "task_options"]
+__all__ = [
+    "TASKS",
+    "DataError",
+    "DataNotFoundError",
+    "LRADataModule",
+    "TaskSpec",
+    "UnknownTaskError",
+    "create",
+    "task_options",
+]

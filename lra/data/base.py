@@ -1,18 +1,31 @@
 """What every task hands the model: a ``TaskSpec`` and batches of one fixed form.
 
 A batch is a dict:
-    ``inputs``: ``(B, N)`` int64 token ids (0 = padding) or float32 values; ``(B, 2, N)`` for dual tasks
-        (Retrieval: two documents per example).
-    ``padding_mask``: same shape as ``inputs``, ``True`` where the position is padding; absent for tasks
-        whose inputs never pad (Image, Pathfinder), so attention can take its mask-free fast path.
+    ``inputs``: ``(B, N)`` int64 token ids or float32 values; ``(B, 2, N)`` for dual tasks (Retrieval:
+        two documents per example). Token ids use 0 for padding on every task that pads (ListOps,
+        Text, Retrieval); on tasks that never pad (Image and Pathfinder as 256-way pixel tokens) id 0
+        is the black pixel. ``N`` is ``spec.max_length`` unless the task trims batches (below).
+    ``padding_mask``: same shape as ``inputs``, ``True`` where the position is padding. Absent when the
+        batch holds no padding: always on tasks that never pad (Image, Pathfinder, TaylorShift's
+        ListOps), and on trimmed batches whose examples all have one length. The model treats
+        ``None`` as "attend everywhere", so attention can take its mask-free fast path.
     ``labels``: ``(B,)`` int64.
 
-Splits live in a prepared cache (``lra.data.cache``): per split, ``inputs`` ``(n, [2,] N)``,
-``lengths`` ``(n, [2])`` and ``labels`` ``(n,)`` arrays, memory-mapped, so workers share pages.
+Trimming (``trim_padding``, off by default): a batch is cut to its longest example, rounded up to
+``pad_multiple`` positions, so ``N`` varies from batch to batch. With exact masking the model's output
+is unchanged; backends that need a fixed length (e.g. Linformer's projections) or whose output depends
+on ``N`` (TaylorShift's sqrt(N/d) output scale) see a different sequence length, hence off by default.
+
+Splits live in a prepared cache (``lra.data.cache``): per split, ``inputs`` ``(n, [2,] N)`` (the task's
+stored values, e.g. raw bytes), ``lengths`` ``(n, [2])`` and ``labels`` ``(n,)``, memory-mapped, so
+workers share pages. A token id is the stored value plus the task's ``id_offset`` at real positions and
+0 at padding (Text and Retrieval store raw bytes and add 1, as tfds' ``ByteTextEncoder`` does, so the
+cache stays one byte per position).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lra.data import cache
 from lra.data.loader import ResumableBatchSampler, ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
@@ -35,20 +49,32 @@ class TaskSpec:
     max_length: int  # positions per document
     vocab_size: int | None  # token ids 0..vocab_size-1 with 0 = padding; None for float inputs
     dual: bool = False  # two documents per example (Retrieval)
-    pads: bool = True  # whether any example is shorter than max_length
+    pads: bool = True  # whether a batch can carry a padding mask
+
+
+@dataclass(frozen=True)
+class BatchForm:
+    """How stored arrays become a batch: id shift, float scaling, trimming."""
+
+    id_offset: int = 0
+    float_inputs: bool = False  # values / 255 as float32 (pixels)
+    trim: bool = False
+    pad_multiple: int = 1
 
 
 class CachedSplit(Dataset):
     """One split of a prepared cache, memory-mapped; fetched a whole batch at a time."""
 
-    def __init__(self, directory: Path, split: str, spec: TaskSpec, float_inputs: bool = False):
+    def __init__(self, directory: Path, split: str, spec: TaskSpec, form: BatchForm = BatchForm()):
         self.inputs = np.load(directory / f"{split}.inputs.npy", mmap_mode="r")
         self.lengths = np.load(directory / f"{split}.lengths.npy", mmap_mode="r")
         self.labels = np.load(directory / f"{split}.labels.npy", mmap_mode="r")
         if not (len(self.inputs) == len(self.lengths) == len(self.labels)):
-            raise ValueError(f"cache {directory} split {split}: arrays disagree in length; delete it to rebuild")
+            raise cache.CorruptCacheError(
+                f"cache {directory} split {split}: arrays disagree in length; delete it and prepare again"
+            )
         self.spec = spec
-        self.float_inputs = float_inputs
+        self.form = form
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,14 +82,25 @@ class CachedSplit(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         order = np.sort(np.asarray(indices))  # sorted reads are sequential on the memory map
         back = np.argsort(np.argsort(np.asarray(indices)))
-        inputs = torch.from_numpy(np.asarray(self.inputs[order])[back].astype(np.int64))
-        if self.float_inputs:
+        lengths = torch.from_numpy(np.asarray(self.lengths[order])[back].astype(np.int64))
+        stored = np.asarray(self.inputs[order])[back]
+        width = stored.shape[-1]
+        if self.form.trim:
+            longest = int(lengths.max()) if len(lengths) else 0
+            width = min(width, -(-max(longest, 1) // self.form.pad_multiple) * self.form.pad_multiple)
+            stored = stored[..., :width]
+        inputs = torch.from_numpy(np.ascontiguousarray(stored).astype(np.int64))
+        padding = torch.arange(width) >= lengths[..., None]
+        if self.form.float_inputs:
             inputs = inputs.float().div_(255.0)
-        batch = {"inputs": inputs, "labels": torch.from_numpy(np.asarray(self.labels[order])[back].astype(np.int64))}
-        if self.spec.pads:
-            lengths = torch.from_numpy(np.asarray(self.lengths[order])[back].astype(np.int64))
-            positions = torch.arange(inputs.shape[-1])
-            batch["padding_mask"] = positions >= lengths[..., None]
+        elif self.form.id_offset:
+            inputs = inputs.add_(self.form.id_offset).masked_fill_(padding, 0)
+        batch = {
+            "inputs": inputs,
+            "labels": torch.from_numpy(np.asarray(self.labels[order])[back].astype(np.int64)),
+        }
+        if self.spec.pads and (not self.form.trim or bool(padding.any())):
+            batch["padding_mask"] = padding
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -75,33 +112,45 @@ def _identity(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class LRADataModule(L.LightningDataModule):
-    """Base of every task: ``prepare_data`` builds the cache once, ``setup`` memory-maps it.
+    """Base of every task: ``prepare_data`` builds (or finds and verifies) the cache, ``setup`` maps it.
 
     Subclasses set ``spec`` and implement ``build_cache() -> Path`` (find or generate the source,
-    tokenise, write the cache atomically; return its directory). Validation split naming: the split
-    that serves as validation is reported by ``validation_split`` (IMDB validates on test, as LRA did).
+    tokenise, write the cache through ``lra.data.cache.prepared``; return its directory) and
+    ``describe_source()`` (what the run record stores about the data). ``validation_split`` names the
+    split that serves as validation ("test" for IMDB under LRA's protocol); ``form`` says how stored
+    arrays become batches; ``bucket_by_length`` turns on length bucketing of train batches.
     """
 
     spec: TaskSpec
     validation_split: str = "val"
-    float_inputs: bool = False
+    form: BatchForm = BatchForm()
+    bucket_by_length: bool = False
 
-    def __init__(self, *, data_dir: str | Path, batch_size: int, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
         super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"task.batch_size must be at least 1, got {batch_size}")
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir: Path | None = None
-        self.splits: dict[str, CachedSplit] = {}
+        self.splits: dict[str, Dataset] = {}
 
     def build_cache(self) -> Path:
         raise NotImplementedError
 
     def describe_source(self) -> dict[str, object]:
-        """What the data came from, for the run record (overridden by tasks with several sources)."""
+        """What the data came from, for the run record (tasks add their source and protocol)."""
         return {"cache": str(self.cache_dir) if self.cache_dir else None}
 
     def prepare_data(self) -> None:
@@ -111,12 +160,18 @@ class LRADataModule(L.LightningDataModule):
         if self.cache_dir is None:
             self.cache_dir = self.build_cache()
         if not self.splits:
-            self.splits = {s: CachedSplit(self.cache_dir, s, self.spec, self.float_inputs) for s in SPLITS}
+            self.splits = {
+                s: CachedSplit(self.cache_dir, s, self.spec, self.form)
+                for s in cache.splits_in(self.cache_dir)
+            }
 
     def train_dataloader(self) -> DataLoader:
-        sampler = ResumableBatchSampler(len(self.splits["train"]), self.batch_size, shuffle=True,
-                                        drop_last=True, seed=self.seed)
-        return self._loader(self.splits["train"], sampler)
+        train = self.splits["train"]
+        lengths = train.lengths if self.bucket_by_length else None
+        sampler = ResumableBatchSampler(
+            len(train), self.batch_size, shuffle=True, drop_last=True, seed=self.seed, lengths=lengths
+        )
+        return self._loader(train, sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader(self.validation_split)
@@ -125,10 +180,12 @@ class LRADataModule(L.LightningDataModule):
         return self.eval_dataloader("test")
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        sampler = ResumableBatchSampler(len(self.splits[split]), self.eval_batch_size, shuffle=False)
-        return self._loader(self.splits[split], sampler)
+        dataset = self.splits[split]
+        lengths = dataset.lengths if self.bucket_by_length else None
+        sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False, lengths=lengths)
+        return self._loader(dataset, sampler)
 
-    def _loader(self, dataset: CachedSplit, sampler: ResumableBatchSampler) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: ResumableBatchSampler) -> DataLoader:
         return ResumableDataLoader(
             dataset,
             batch_sampler=sampler,
@@ -137,3 +194,29 @@ class LRADataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+
+
+def storage_order(count: int, split: str) -> np.ndarray:
+    """A fixed pseudo-random order for sources that list examples class by class (aclImdb and image
+    folders): stored in it, any prefix of a split (``limit_val_batches``, a partial evaluation) is a
+    fair sample instead of one class."""
+    return np.random.default_rng(zlib.crc32(split.encode())).permutation(count)
+
+
+def first_with(candidates: list[Path], *required: str) -> Path | None:
+    """The first candidate folder that holds every ``required`` file (relative paths)."""
+    return next((c for c in candidates if all((c / r).is_file() for r in required)), None)
+
+
+def release_candidates(source_dir: Path | None, data_dir: Path, subfolder: str) -> list[Path]:
+    """Where a task's folder of the LRA release may be: the configured source (the release root or the
+    task's folder itself), then ``<data_dir>/raw`` as ``fetch lra_release`` leaves it."""
+    raw = data_dir / "raw"
+    candidates = [
+        raw / "lra_release" / subfolder,
+        raw / "lra_release" / "lra_release" / subfolder,
+        raw / subfolder,
+    ]
+    if source_dir is not None:
+        candidates[:0] = [source_dir / subfolder, source_dir / "lra_release" / subfolder, source_dir]
+    return candidates

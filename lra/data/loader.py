@@ -3,6 +3,12 @@
 Lightning saves the ``state_dict`` of a train DataLoader that has one, and loads it back before the
 first batch is drawn. The order of an epoch depends only on (seed, epoch), so the state is just
 the epoch and how many of its batches the training loop has taken.
+
+Optional length bucketing (``lengths=``): the epoch's shuffled order is cut into pools of
+``pool_batches`` batches, each pool is sorted by length and cut into batches, and the batches are
+shuffled. Batches then hold examples of similar length, so trimming them to their longest example
+cuts most padding; the mix of examples within a batch is no longer uniform, which changes SGD's
+statistics, so it is off unless a task config turns it on.
 """
 
 from __future__ import annotations
@@ -16,7 +22,17 @@ from torch.utils.data import DataLoader, Sampler
 class ResumableBatchSampler(Sampler[list[int]]):
     """Batches of indices; shuffled by (seed, epoch) when ``shuffle``; can start mid-epoch."""
 
-    def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool, drop_last: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool = False,
+        seed: int = 0,
+        lengths: np.ndarray | None = None,
+        pool_batches: int = 50,
+    ):
         if num_samples < 1:
             raise ValueError("cannot sample from an empty split")
         if drop_last and num_samples < batch_size:
@@ -26,6 +42,8 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
+        self.lengths = lengths
+        self.pool_batches = pool_batches
         self.epoch = 0
         self.skip = 0  # batches of the current epoch already consumed before a restart
 
@@ -38,14 +56,35 @@ class ResumableBatchSampler(Sampler[list[int]]):
         full, rest = divmod(self.num_samples, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
+    def batches(self) -> list[np.ndarray]:
+        """Every batch of the current epoch, in order (a function of seed and epoch only)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
+        if self.lengths is not None:
+            order = self._bucketed(order, rng)
+        return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
+
+    def _bucketed(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pool = self.pool_batches * self.batch_size
+        lengths = np.asarray(self.lengths)
+        if lengths.ndim > 1:  # dual inputs: bucket by the longer document
+            lengths = lengths.max(axis=tuple(range(1, lengths.ndim)))
+        pools = [
+            chunk[np.argsort(lengths[chunk], kind="stable")]
+            for chunk in np.split(order, range(pool, len(order), pool))
+        ]
+        order = np.concatenate(pools)
+        if not self.shuffle:
+            return order
+        full = len(order) // self.batch_size
+        batch_order = rng.permutation(full)
+        head = order[: full * self.batch_size].reshape(full, self.batch_size)[batch_order].ravel()
+        return np.concatenate([head, order[full * self.batch_size :]])
+
     def __iter__(self) -> Iterator[list[int]]:
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
-        else:
-            order = np.arange(self.num_samples)
         start, self.skip = self.skip, 0
-        for b in range(start, len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+        for batch in self.batches()[start:]:
+            yield batch.tolist()
 
 
 class ResumableDataLoader(DataLoader):
@@ -69,5 +108,3 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.batch_sampler.epoch = state["epoch"]
         self.batch_sampler.skip = state["consumed"]
-
-

@@ -202,8 +202,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(run_cfg, datamodule.spec)
     module.load_state_dict(checkpoint["state_dict"])
     split = cfg.split
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"split={split!r}; valid: train, val, test")
+    if split not in datamodule.splits:
+        raise ConfigError(f"split={split!r}; this task's splits: {', '.join(datamodule.splits)}")
     loader = datamodule.eval_dataloader(split)
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
                         precision=run_cfg.trainer.precision)

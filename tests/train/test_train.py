@@ -17,7 +17,7 @@ from lra.data.base import TaskSpec
 from lra.model import ModelConfig
 from lra.train.module import LRAModule
 from lra.train.run import evaluate, load_checkpoint, train
-from tests.helpers import ROOT, TINY_RUN, compose_train, run_script, wandb_offline_summary
+from tests.helpers import ROOT, TINY_RUN, compose_train, run_script, user_environment, wandb_offline_summary
 
 
 def test_loss_decreases_on_a_learnable_batch() -> None:
@@ -106,8 +106,7 @@ def test_sweep_runs_one_record_per_job(workdir: Path) -> None:
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=user_environment(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

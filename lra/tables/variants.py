@@ -1,0 +1,122 @@
+"""How a run's configuration departs from its preset: the part of its protocol that lives in the config.
+
+The preset is composed as ``train.py`` would (``experiment=<preset> attention=<backend>``) and compared key by
+key with the run's resolved config. A run with fewer steps than its preset is *shortened*; every other
+difference (``task.max_length=1000``, ``attention.nb_features=128``) makes it a variant, never averaged with
+runs of the preset as published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+# Keys that change where a run's files go or how it is shown, not what it computes.
+IGNORED_KEYS = ("seed", "run_id", "ckpt_path", "preset", "logger", "paths", "hydra", "trainer.devices",
+                "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "task.num_workers",
+                "task.source_dir", "task.eval_batch_size", "test_after_fit", "checkpoint_every_n_steps",
+                "measure_warmup_steps", "progress_refresh_steps", "trainer.log_every_n_steps",
+                "trainer.enable_model_summary", "trainer.precision",  # trainer.precision is ${precision}
+                # where the data comes from is the record's data-source label, which splits cells by itself
+                "task.source", "task.generate_large", "task.generate_workers", "task.generator_workers",
+                "task.prepare_workers")
+STEP_KEY = "trainer.max_steps"
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A run's config against its preset: ``differences`` as ``key=value`` and the shortening, if any."""
+
+    differences: tuple[str, ...] = ()
+    steps: int | None = None  # steps the run trained (its max_steps) when fewer than the preset's
+    preset_steps: int | None = None
+
+    @property
+    def shortened(self) -> bool:
+        return self.steps is not None
+
+    def label(self) -> str:
+        parts = list(self.differences)
+        if self.shortened:
+            parts.insert(0, f"shortened: {self.steps:,} of {self.preset_steps:,} steps")
+        return "; ".join(parts)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat if flat or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def _ignored(key: str) -> bool:
+    return any(key == ignored or key.startswith(f"{ignored}.") for ignored in IGNORED_KEYS)
+
+
+def compare(run_config: dict[str, Any], preset_config: dict[str, Any], steps_done: int | None = None) -> Departure:
+    """The differences of a run's config from its preset's, with max_steps below the preset's as shortening."""
+    ours, preset = flatten(run_config), flatten(preset_config)
+    differences, steps, preset_steps = [], None, None
+    for key in sorted(set(ours) | set(preset)):
+        if _ignored(key) or ours.get(key, "<absent>") == preset.get(key, "<absent>"):
+            continue
+        if key == STEP_KEY and _fewer(ours.get(key), preset.get(key)):
+            steps, preset_steps = int(ours[key]), int(preset[key])
+            continue
+        differences.append(f"{key}={ours.get(key, '<absent>')}")
+    planned = steps or ours.get(STEP_KEY)
+    if steps_done is not None and planned and steps_done < planned:  # stopped before its own last step
+        steps, preset_steps = steps_done, preset_steps or planned
+    return Departure(tuple(differences), steps, preset_steps)
+
+
+def _fewer(ours: Any, preset: Any) -> bool:
+    return isinstance(ours, int) and isinstance(preset, int) and ours < preset
+
+
+class PresetConfigs:
+    """Composes ``experiment=<preset> attention=<backend>`` from a config folder, once per pair."""
+
+    def __init__(self, conf_dir: Path):
+        self.conf_dir = Path(conf_dir).resolve()
+        self._cache: dict[tuple[str, str], dict[str, Any] | str] = {}
+
+    def get(self, preset: str, attention: str) -> dict[str, Any] | str:
+        """The composed config, or a one-line reason it cannot be composed here."""
+        key = (preset, attention)
+        if key not in self._cache:
+            self._cache[key] = self._compose(preset, attention)
+        return self._cache[key]
+
+    def _compose(self, preset: str, attention: str) -> dict[str, Any] | str:
+        overrides = [f"experiment={preset}", f"attention={attention}"]
+        try:
+            if GlobalHydra.instance().is_initialized():  # inside `python -m lra.tables` (a Hydra app)
+                cfg = compose(config_name="train", overrides=overrides)
+            else:
+                with initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
+                    cfg = compose(config_name="train", overrides=overrides)
+        except Exception as error:  # a preset or backend this checkout does not have
+            return f"preset {preset} with attention {attention} does not compose here ({type(error).__name__})"
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    def departure(self, preset: str, attention: str, run_config: dict[str, Any],
+                  steps_done: int | None) -> Departure:
+        composed = self.get(preset, attention)
+        if isinstance(composed, str):  # nothing to compare with: runs group only with identical configs
+            return Departure((f"{composed}; config {fingerprint(run_config)}",))
+        return compare(run_config, composed, steps_done)
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    kept = {key: value for key, value in flatten(config).items() if not _ignored(key)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -1,0 +1,189 @@
+"""LRA Table 1 from synthetic run records: every cell, the published rows, protocols, shortening, parameters."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from lra.tables import accuracy, published
+from lra.tables.build import Settings, build
+from lra.tables.runs import RecordError, describe_data_source, load_local
+from lra.tables.variants import PresetConfigs
+
+NOT_RUN = "not run"
+
+
+def result_of(runs_dir: Path, presets: PresetConfigs, checkpoint: str = "best") -> accuracy.AccuracyResult:
+    return accuracy.build(load_local(runs_dir), presets, checkpoint)
+
+
+def rows_by_name(table) -> dict[str, list[str]]:
+    return {row[0]: row for row in table.rows}
+
+
+def test_every_cell_of_the_main_table(scenario: Path, presets: PresetConfigs) -> None:
+    table = accuracy.main_table(result_of(scenario, presets))
+    rows = rows_by_name(table)
+    assert table.columns == ["Model", "Source", "ListOps", "Text", "Retrieval", "Image", "Pathfinder", "Path-X",
+                             "Avg"]
+    assert rows["softmax · lra"][2:] == ["37.00 ± 1.41 (n=2) [c1]", "64.00 (n=1) [c2]", NOT_RUN,
+                                         "41.00 (n=1 shortened) [c3]", NOT_RUN, NOT_RUN, ""]
+    # other protocols get their own rows, never averaged with the preset's runs
+    assert rows["softmax · lra · validation test, data stanfordnlp/imdb (HF)"][2:] == [
+        NOT_RUN, "70.00 (n=1) [c4]", NOT_RUN, NOT_RUN, NOT_RUN, NOT_RUN, ""]
+    assert rows["softmax · lra · task.validation=holdout"][2:] == [
+        NOT_RUN, "62.00 (n=1) [c5]", NOT_RUN, NOT_RUN, NOT_RUN, NOT_RUN, ""]
+    assert rows["performer · lra"][2:] == ["20.00 (n=1) [c6]", "no result (1 failed) [c7]", NOT_RUN, NOT_RUN,
+                                           NOT_RUN, NOT_RUN, ""]
+    ours = [row[0] for row, kind in zip(table.rows, table.kinds, strict=True) if kind == "ours"]
+    assert ours == ["softmax · lra", "softmax · lra · validation test, data stanfordnlp/imdb (HF)",
+                    "softmax · lra · task.validation=holdout", "performer · lra"]
+
+
+def test_differences_and_parameters_beside_each_row(scenario: Path, presets: PresetConfigs) -> None:
+    table = accuracy.main_table(result_of(scenario, presets))
+    ours = table.rows.index(rows_by_name(table)["softmax · lra"])
+    params, delta = table.rows[ours + 1], table.rows[ours + 2]
+    assert params[2:] == ["100.0k (1.00×)", "60.0k (1.00×)", "", "50.0k (1.00×)", "", "", "10% rule: ok"]
+    assert delta[0] == "↳ Δ vs LRA Transformer"
+    assert delta[2:] == ["+0.63", "-0.27", "", "-1.44", "", "", ""]
+    performer = table.rows.index(rows_by_name(table)["performer · lra"])
+    assert table.rows[performer + 1][2:4] == ["125.0k (1.25×) ⚠", "—"]
+    assert table.rows[performer + 1][-1] == "⚠ over LRA's 10% rule: ListOps 1.25×"
+    assert table.rows[performer + 2][0] == "↳ Δ vs LRA Performer"
+    assert table.rows[performer + 2][2] == "+1.99"  # 20.00 - 18.01
+
+
+def test_published_rows_are_lra_table1_verbatim(scenario: Path, presets: PresetConfigs) -> None:
+    table = accuracy.main_table(result_of(scenario, presets))
+    published_rows = [row for row, kind in zip(table.rows, table.kinds, strict=True) if kind == "published"]
+    assert [row[0] for row in published_rows] == list(published.LRA_TABLE1.rows)
+    assert published_rows[0] == ["Transformer", "LRA Table 1", "36.37", "64.27", "57.46", "42.44", "71.40", "FAIL",
+                                 "54.39"]
+    assert published_rows[6][-1] == "51.39 *"  # Sinkhorn's Avg as printed, flagged
+    assert "Tay et al." in table.caption and "03_experimental-results.md" in table.caption
+
+
+def test_protocol_of_each_cell_is_explicit(scenario: Path, presets: PresetConfigs) -> None:
+    notes = accuracy.protocol_notes(result_of(scenario, presets))
+    assert len(notes) == 7
+    assert notes[0].startswith("[c1] ListOps, softmax, preset lra/listops; test accuracy of the best-validation")
+    assert "validation split: val; data: listops-1000" in notes[0]
+    assert "2 finished run(s), seeds 1, 2: 36.00, 38.00 (runs a1, a2)" in notes[0]
+    assert "not counted: run a3 (failed: OutOfMemoryError: CUDA out of memory)" in notes[0]
+    assert "validation split: test; data: aclImdb" in notes[1]
+    assert "SHORTENED: 2,000 of the preset's 35,000 steps" in notes[2] and "data: CIFAR-10, JPEG q75 copy" in notes[2]
+    assert "differs from the preset: task.validation=holdout" in notes[4]
+    assert "not counted: run p1 (running)" in notes[5]
+
+
+def test_last_checkpoint_on_request(scenario: Path, presets: PresetConfigs) -> None:
+    result = result_of(scenario, presets, checkpoint="last")
+    table = accuracy.main_table(result)
+    assert rows_by_name(table)["softmax · lra"][2] == "32.00 ± 2.83 (n=2) [c1]"
+    assert "test/acc@last" in table.caption
+    with pytest.raises(ValueError, match="checkpoint='final'; valid: best, last"):
+        result_of(scenario, presets, checkpoint="final")
+
+
+def test_average_only_over_five_complete_cells(records, presets: PresetConfigs) -> None:
+    for task, value in {"listops": 0.40, "text": 0.60}.items():
+        records.write(task, preset=f"lra/{task}", best=value, last=value)
+    result = result_of(records.runs_dir, presets)
+    assert result.rows[0].average is None  # three tasks not run: no Avg, never a partial one
+    row = result.rows[0]
+    for column, value in zip(("retrieval", "image", "pathfinder"), (50.0, 45.0, 70.0), strict=True):
+        row.cells[column] = accuracy.Cell(column, "softmax", f"lra/{column}", row.cells["text"].departure, "val",
+                                          "x", "best", counted=[_run_with(value)])
+    assert row.average == pytest.approx((40 + 60 + 50 + 45 + 70) / 5)
+
+
+def _run_with(percent: float):
+    from lra.tables.runs import Run
+
+    return Run("x", "x", "finished", "text", "softmax", "lra/text", 0, 1, "val", "x", {},
+               metrics={"test/acc@best": percent / 100})
+
+
+def test_runs_without_preset_or_column_are_listed_not_tabled(scenario: Path, presets: PresetConfigs) -> None:
+    result = result_of(scenario, presets)
+    runs = {row[0]: row for row in accuracy.runs_table(result).rows}
+    assert runs["q1"][-1] == "not in Table 1: no preset: not a published setup"
+    assert runs["a3"][1] == "failed" and runs["a3"][-1] == "not counted (failed), listed in [c1]"
+    assert runs["a1"][-1] == "counted in [c1]"
+    assert len(runs) == 11
+
+
+def test_numbers_come_only_from_records(scenario: Path, presets: PresetConfigs) -> None:
+    record_path = scenario / "a1.json"
+    record = json.loads(record_path.read_text())
+    record["metrics"]["test/acc@best"] = 0.30
+    record_path.write_text(json.dumps(record))
+    assert rows_by_name(accuracy.main_table(result_of(scenario, presets)))["softmax · lra"][2].startswith("34.00")
+    for path in scenario.glob("*.json"):
+        path.unlink()
+    empty = accuracy.main_table(result_of(scenario, presets))
+    assert set(empty.kinds) == {"published"}
+
+
+def test_written_files(scenario: Path, presets: PresetConfigs, tmp_path: Path) -> None:
+    settings = Settings(runs_dir=scenario, bench_dir=tmp_path / "none", tables_dir=tmp_path / "tables", report=None)
+    written = build(settings, presets)
+    assert sorted(p.name for p in written) == ["lra_accuracy.csv", "lra_accuracy.md", "lra_accuracy.tex",
+                                               "lra_accuracy_cells.csv", "lra_efficiency.csv", "lra_efficiency.md"]
+    wide = {(row["row"], row["kind"]): row for row in csv.DictReader(io.StringIO(
+        (tmp_path / "tables" / "lra_accuracy.csv").read_text()))}
+    ours = wide["softmax · lra", "ours"]
+    assert (ours["listops"], ours["listops_std"], ours["listops_n"]) == ("37.0", "1.41", "2")
+    assert (ours["retrieval"], ours["retrieval_n"]) == ("not run", "0")
+    assert wide["softmax · lra", "difference"]["listops"] == "0.63"
+    assert wide["Transformer", "published"]["pathx"] == "FAIL"
+    assert wide["Standard", "published"]["retrieval"] == "79.35"
+    cells = list(csv.DictReader(io.StringIO((tmp_path / "tables" / "lra_accuracy_cells.csv").read_text())))
+    image = next(c for c in cells if c["task"] == "image")
+    assert (image["shortened"], image["steps"], image["preset_steps"], image["mean"]) == ("True", "2000", "35000",
+                                                                                        "41.0")
+    markdown = (tmp_path / "tables" / "lra_accuracy.md").read_text()
+    assert "| softmax · lra | ours (lra/* presets) | 37.00 ± 1.41 (n=2) [c1] |" in markdown
+    assert "## Protocol of each of our cells" in markdown and "Second reference" in markdown
+    tex = (tmp_path / "tables" / "lra_accuracy.tex").read_text()
+    assert r"37.00 $\pm$ 1.41 (n=2) [c1]" in tex and r"\bottomrule" in tex
+
+
+def test_corrupt_record_is_named_not_skipped(scenario: Path) -> None:
+    (scenario / "broken.json").write_text('{"run_id": "x", ')
+    with pytest.raises(RecordError, match=r"broken\.json: not a valid run record"):
+        load_local(scenario)
+    (scenario / "broken.json").write_text('{"run_id": "x"}')
+    with pytest.raises(RecordError, match=r"broken\.json: run record lacks status, task, attention"):
+        load_local(scenario)
+
+
+def test_missing_runs_folder_says_where(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match="no run records: .*nowhere is not a folder"):
+        load_local(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(("source", "label"), [
+    ({"data_source": "CIFAR-10, JPEG q75 copy", "source": "/x/cifar10", "cache": "/c"}, "CIFAR-10, JPEG q75 copy"),
+    ({"files": {"train": "/d/listops-1000/basic_train.tsv"}, "cache": "/c"}, "listops-1000"),
+    ({"cache": "/c", "folder": "/data/raw/lra_release/pathfinder32/curv_contour_length_14"},
+     "pathfinder32/curv_contour_length_14"),
+    ("aclImdb folder", "aclImdb folder"), (None, "not recorded")])
+def test_data_source_labels(source, label: str) -> None:
+    assert describe_data_source(source) == label
+
+
+def test_parameter_reference_is_the_softmax_run_of_the_preset_as_published(records, presets) -> None:
+    records.write("v1", preset="lra/listops", overrides=("precision=16",), params=5_000, best=0.3, last=0.3)
+    table = accuracy.main_table(result_of(records.runs_dir, presets))
+    rows = rows_by_name(table)
+    assert rows["softmax · lra"][2] == NOT_RUN
+    variant = table.rows.index(rows["softmax · lra · precision=16"])
+    assert table.kinds[variant - 1] == "ours"  # the empty row of the preset has no parameter or Δ line
+    params = table.rows[variant + 1]
+    assert params[2] == "5.0k" and params[-1] == "10% rule: no softmax run for ListOps"
