@@ -6,8 +6,20 @@ shape (see ``AttentionBackend``). Adding a backend is one module here, one ``con
 and one test.
 """
 
-from lra.attention import softmax  # noqa: F401  (registers the backend)
+# Importing a backend module registers it under its name.
+from lra.attention import (  # noqa: F401
+    elementwise,
+    linear,
+    linformer,
+    local,
+    nystrom,
+    performer,
+    softmax,
+    taylorshift,
+)
 from lra.attention.base import AttentionBackend
 from lra.attention.registry import UnknownBackendError, available, backend_class, create, options, register
 
-__all__ = ["AttentionBackend", "UnknownBackendError", "available", "backend_class", "create", "options", "register"]
+__all__ = [
+    "AttentionBackend", "UnknownBackendError", "available", "backend_class", "create", "options", "register",
+]

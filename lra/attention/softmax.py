@@ -1,11 +1,20 @@
-"""Softmax attention through PyTorch's fused ``scaled_dot_product_attention``."""
+"""Softmax attention through PyTorch's fused kernels: SDPA, or variable-length FlashAttention for padding."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from lra.attention.base import AttentionBackend
 from lra.attention.registry import register
+
+PADDING_PATHS = ("auto", "mask", "varlen")
+FLASH_DTYPES = (torch.float16, torch.bfloat16)
+
+try:  # torch >= 2.10 on CUDA; absent before
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:
+    varlen_attn = None
 
 
 @register("softmax")
@@ -14,17 +23,69 @@ class SoftmaxAttention(AttentionBackend):
 
     ``out = softmax(q k^T / sqrt(d) + M) v`` with ``M = -inf`` on padded keys.
 
-    Time O(N^2 d), memory O(N) with the flash / memory-efficient kernels (O(N^2) with the math
-    fallback). Without a padding mask SDPA can take FlashAttention; with one it passes a boolean mask,
-    which selects the memory-efficient kernel.
+    Time O(N^2 d); memory O(N) with the flash / memory-efficient kernels (PyTorch has a flash kernel for
+    CPU too), O(N^2) with the math fallback. Without a padding mask SDPA takes FlashAttention. A boolean mask rules
+    FlashAttention out, so with padding SDPA falls back to the memory-efficient kernel, which reads the
+    mask for every score. ``padding`` chooses the path for a batch with padding:
+
+    * ``mask``: SDPA with the boolean mask (any device, any dtype, dropout supported).
+    * ``varlen``: pack the real tokens of every example into one (tokens, heads, d) tensor and run
+      variable-length FlashAttention (``torch.nn.attention.varlen.varlen_attn``) on it, so padded
+      positions cost nothing; outputs at padded queries are 0. Needs CUDA, fp16/bf16, and no attention
+      dropout in training (the varlen kernel has none); costs one device-to-host sync (the longest
+      length) per call.
+    * ``auto``: ``varlen`` where it can run, else ``mask``.
     """
 
-    def __init__(self, *, num_heads: int, head_dim: int, max_length: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        *,
+        num_heads: int,
+        head_dim: int,
+        max_length: int | None = None,
+        dropout: float = 0.0,
+        padding: str = "auto",
+    ):
         super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        if padding not in PADDING_PATHS:
+            raise ValueError(f"softmax padding={padding!r}; valid: {', '.join(PADDING_PATHS)}")
+        self.padding = padding
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, padding={self.padding}"
 
     def forward(self, q, k, v, key_padding_mask=None):
-        mask = None
-        if key_padding_mask is not None:
-            mask = ~key_padding_mask[:, None, None, :]  # True = may attend
-        p = self.dropout if self.training else 0.0
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        dropout = self.dropout if self.training else 0.0
+        if key_padding_mask is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        if self._use_varlen(q, dropout):
+            return _varlen(q, k, v, key_padding_mask)
+        mask = ~key_padding_mask[:, None, None, :]  # True = may attend
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+    def _use_varlen(self, q: torch.Tensor, dropout: float) -> bool:
+        usable = varlen_attn is not None and q.is_cuda and q.dtype in FLASH_DTYPES and dropout == 0
+        if self.padding == "varlen" and not usable:
+            raise RuntimeError(
+                "softmax padding=varlen needs torch.nn.attention.varlen (torch >= 2.10), CUDA tensors in "
+                f"fp16/bf16 and no attention dropout in training; got torch {torch.__version__}, "
+                f"{q.device}, {q.dtype}, dropout {dropout}. Use padding=auto or padding=mask"
+            )
+        return self.padding != "mask" and usable
+
+
+def _varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """Attention over each example's real tokens, packed end to end (padded outputs are 0)."""
+    batch, heads, length, head_dim = q.shape
+    real = ~padding
+    lengths = real.sum(-1, dtype=torch.int32)
+    starts = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+    longest = int(lengths.max())
+    rows = real.flatten().nonzero().squeeze(-1)
+
+    def pack(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, d) -> (real tokens, H, d)
+        return x.transpose(1, 2).reshape(batch * length, heads, head_dim).index_select(0, rows)
+
+    packed = varlen_attn(pack(q), pack(k), pack(v), starts, starts, longest, longest)
+    out = packed.new_zeros(batch * length, heads, head_dim).index_copy(0, rows, packed)
+    return out.view(batch, length, heads, head_dim).transpose(1, 2)

@@ -1,0 +1,181 @@
+"""Performer: softmax attention approximated with positive orthogonal random features (FAVOR+)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from lra.attention.base import AttentionBackend
+from lra.attention.registry import register
+
+KERNELS = ("softmax", "relu")
+# The additive stabilisers of Google's reference (fast_attention.py): they keep the normaliser positive.
+SOFTMAX_EPS = 1e-6
+RELU_EPS = 1e-3
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def random_features(num_features: int, dim: int, orthogonal: bool, device=None) -> torch.Tensor:
+    """An (m, d) matrix of Gaussian directions w ~ N(0, I_d), orthogonal within blocks of d rows if asked.
+
+    Orthogonal rows come from the QR decomposition of a Gaussian block; each row is rescaled by the norm
+    of an independent Gaussian vector, so every row keeps the marginal law of N(0, I_d) (the paper's
+    "regularized" orthogonal features, Choromanski et al. 2021, section 2.4).
+    """
+    if not orthogonal:
+        return torch.randn(num_features, dim, device=device)
+    blocks = []
+    for _ in range(math.ceil(num_features / dim)):
+        q, r = torch.linalg.qr(torch.randn(dim, dim, device=device))
+        blocks.append((q * r.diagonal().sign()).T)  # the sign fix makes q uniform (Haar) on O(d)
+    directions = torch.cat(blocks)[:num_features]
+    return directions * torch.randn(num_features, dim, device=device).norm(dim=1, keepdim=True)
+
+
+@register("performer")
+class PerformerAttention(AttentionBackend):
+    """Performer / FAVOR+ (Choromanski et al., "Rethinking Attention with Performers", ICLR 2021).
+
+    Softmax attention ``softmax(q k^T / sqrt(d)) v`` is approximated with random features: with
+    ``x = q / d^(1/4)`` (likewise ``k``) and ``m`` directions ``w_r ~ N(0, I_d)``,
+
+        phi(x) = exp(w_r . x - |x|^2 / 2) / sqrt(m)          (positive features, ``kernel=softmax``)
+        phi(x) = relu(w_r . x) / sqrt(m)                     (``kernel=relu``, the generalized variant)
+        out_i  = phi(q_i) (sum_j phi(k_j) v_j^T) / phi(q_i) . sum_j phi(k_j)
+
+    since ``E[phi(x) . phi(y)] = exp(x . y)``. Numerical stabiliser as in the paper's code: each query's
+    exponent is shifted by its own maximum over features and every key's by the maximum over all real
+    keys and features of that head (both shifts cancel in the ratio), then a small constant is added.
+    Padded keys get zero features. The directions are orthogonal in blocks of d (``orthogonal``) or
+    i.i.d., drawn again every ``redraw_interval`` training-mode forward calls (``null``: never).
+
+    ``chunk_size``: compute the key summary and the outputs over blocks of that many tokens, each block
+    recomputed in the backward pass, so that activation memory is O(N d + m d) instead of O(N m) (the
+    memory-saving order of SLiM Performer, Likhosherstov et al. 2020).
+
+    Time O(N m d), memory O(N m) (O(N d + chunk m) with ``chunk_size``). Dropout does not apply: there is
+    no attention matrix.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_heads: int,
+        head_dim: int,
+        max_length: int | None = None,
+        dropout: float = 0.0,
+        nb_features: int | None = None,
+        kernel: str = "softmax",
+        orthogonal: bool = True,
+        redraw_interval: int | None = 1000,
+        chunk_size: int | None = None,
+    ):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        if kernel not in KERNELS:
+            raise ValueError(f"performer kernel={kernel!r}; valid: {', '.join(KERNELS)}")
+        if nb_features is not None and nb_features < 1:
+            raise ValueError(f"performer nb_features must be positive or null (= d ln d), got {nb_features}")
+        for key, value in (("redraw_interval", redraw_interval), ("chunk_size", chunk_size)):
+            if value is not None and value < 1:
+                raise ValueError(f"performer {key} must be positive or null, got {value}")
+        if dropout > 0:
+            warnings.warn(f"performer: attention dropout {dropout} does not apply (no attention matrix)",
+                          stacklevel=2)
+        self.nb_features = nb_features or max(1, round(head_dim * math.log(head_dim)))
+        self.kernel = kernel
+        self.orthogonal = orthogonal
+        self.redraw_interval = redraw_interval
+        self.chunk_size = chunk_size
+        self.training_calls = 0
+        self.register_buffer("projection", random_features(self.nb_features, head_dim, orthogonal))
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, nb_features={self.nb_features}, kernel={self.kernel}, "
+                f"orthogonal={self.orthogonal}, redraw_interval={self.redraw_interval}, "
+                f"chunk_size={self.chunk_size}")
+
+    # The training-call counter is saved with the weights, so a resumed run redraws on the same schedule.
+    def get_extra_state(self) -> dict:
+        return {"training_calls": self.training_calls}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.training_calls = int(state["training_calls"])
+
+    @torch.no_grad()
+    def redraw(self) -> None:
+        """Draw fresh random directions (in place, keeping device and dtype)."""
+        fresh = random_features(self.nb_features, self.head_dim, self.orthogonal, self.projection.device)
+        self.projection.copy_(fresh)
+
+    def forward(self, q, k, v, key_padding_mask=None):
+        if self.training and self.redraw_interval is not None:
+            if self.training_calls and self.training_calls % self.redraw_interval == 0:
+                self.redraw()
+            self.training_calls += 1
+        real = None if key_padding_mask is None else (~key_padding_mask)[:, None, :, None].to(k.dtype)
+        key_shift = self._key_shift(k, key_padding_mask)
+        chunk = self.chunk_size or k.shape[-2]
+        kv, normaliser = 0, 0
+        for start in range(0, k.shape[-2], chunk):
+            part = slice(start, start + chunk)
+            real_part = None if real is None else real[:, :, part]
+            kv_part, norm_part = self._maybe_checkpoint(self._key_summary, k[:, :, part], v[:, :, part],
+                                                        real_part, key_shift)
+            kv, normaliser = kv + kv_part, normaliser + norm_part
+        outputs = [
+            self._maybe_checkpoint(self._readout, q[:, :, start:start + chunk], kv, normaliser)
+            for start in range(0, q.shape[-2], chunk)
+        ]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
+
+    def _maybe_checkpoint(self, fn, *args):
+        if self.chunk_size is None or not torch.is_grad_enabled():
+            return fn(*args)
+        return checkpoint(fn, *args, use_reentrant=False)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        # In float32 at least: the features exponentiate it, and bf16 keeps only ~3 significant digits.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float() if x.dtype in LOW_PRECISION else x
+            return (x * x.shape[-1] ** -0.25) @ self.projection.to(x.dtype).T
+
+    @torch.no_grad()
+    def _key_shift(self, k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Max of the key exponents over real keys and features, per (batch, head); softmax kernel only."""
+        if self.kernel != "softmax":
+            return None
+        chunk = self.chunk_size or k.shape[-2]
+        dtype = torch.promote_types(k.dtype, torch.float32)  # as _project computes the exponents
+        shift = torch.full(k.shape[:2] + (1, 1), -torch.inf, dtype=dtype, device=k.device)
+        for start in range(0, k.shape[-2], chunk):
+            exponent = self._project(k[:, :, start:start + chunk])
+            if key_padding_mask is not None:
+                pad = key_padding_mask[:, None, start:start + chunk, None]
+                exponent = exponent.masked_fill(pad, -torch.inf)
+            shift = torch.maximum(shift, exponent.amax(dim=(-1, -2), keepdim=True))
+        return shift.nan_to_num(0.0, neginf=0.0)  # an example with no real key: any finite shift will do
+
+    def _features(self, x: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+        scale = self.nb_features**-0.5
+        exponent = self._project(x)
+        if self.kernel == "relu":
+            return (scale * F.relu(exponent) + RELU_EPS).to(x.dtype)
+        if shift is None:  # queries: each row's own maximum
+            shift = exponent.detach().amax(-1, keepdim=True)
+        squared_norm = (x.to(exponent.dtype) ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
+        return (scale * (torch.exp(exponent - squared_norm - shift) + SOFTMAX_EPS)).to(x.dtype)
+
+    def _key_summary(self, k, v, real, key_shift):
+        phi = self._features(k, key_shift)
+        if real is not None:
+            phi = phi * real
+        return phi.transpose(-1, -2) @ v, phi.sum(-2, keepdim=True)
+
+    def _readout(self, q, kv, normaliser):
+        phi = self._features(q, None)
+        denominator = (phi * normaliser).sum(-1, keepdim=True)
+        return (phi @ kv) / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)

@@ -1,0 +1,187 @@
+"""TaylorShift: softmax replaced by its second-order Taylor expansion, computed in O(N) when N is long."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lra.attention.base import AttentionBackend
+from lra.attention.registry import register
+
+MODES = ("auto", "direct", "efficient")
+IMPLS = ("auto", "torch", "triton")
+
+
+@functools.cache
+def _fused_kernel() -> Callable | ImportError:
+    """The Triton kernel of ``lra.attention.kernels.taylorshift``, or the ImportError that hides it."""
+    try:
+        from lra.attention.kernels.taylorshift import fused_taylorshift
+    except ImportError as error:  # no Triton, or the kernel module is absent on this branch
+        return error
+    return fused_taylorshift
+
+
+def _tensor_square(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``x (x) x`` flattened, (..., N, d) -> (..., N, d^2): ``(x (x) x).(y (x) y) = (x.y)^2``."""
+    return (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
+
+
+@register("taylorshift")
+class TaylorShiftAttention(AttentionBackend):
+    """TaylorShift (Nauen, Palacio, Dengel, ICPR 2024, arXiv 2403.02920; code: github.com/tobna/TaylorShift).
+
+    With ``q^ = tau_h q / |q|`` (learnable per-head temperature ``tau``, init 1) and ``k^ = k / |k|``,
+    ``s_ij = q^_i . k^_j`` and
+
+        w_ij = a s_ij^2 + b s_ij + c          (a, b, c = 1/2, 1, 1: the Taylor expansion of exp)
+        out_i = sqrt(N_real / d) * sum_j w_ij v_j / sum_j w_ij
+
+    where the sum runs over real (non-padded) keys and ``N_real`` is the number of real keys of that
+    example; the factor ``sqrt(N/d)`` is the paper's output normalisation (``output_normalized``, on in
+    all of the authors' LRA models). ``a > 0`` and ``c >= b^2 / 4a`` keep every ``w_ij`` non-negative.
+
+    Two forms of the same function:
+
+    * ``direct``: builds the N x N weights. Time O(N^2 d), memory O(N^2).
+    * ``efficient``: with ``alpha = d^(1/4)``, ``q~ = alpha q^``, ``k~ = alpha k^`` and
+      ``V' = [1 | V] / N_real`` (padded rows zeroed),
+      ``Y = a (q~ (x) q~) ((k~ (x) k~)^T V') + alpha^2 b q~ (k~^T V') + alpha^4 c sum_j V'_j``
+      and ``out = Y[:, 1:] / Y[:, :1]``. ``(q~ (x) q~).(k~ (x) k~) = alpha^4 s^2``, so ``Y`` is
+      ``alpha^4 sum_j w_ij V'_j``: the same function; ``alpha`` and ``1/N`` only keep the intermediates
+      in range in low precision. Time O(N d^3), memory O(N d^2); no N x N tensor.
+    * ``auto``: efficient when ``N > crossover`` (default ``d^2 + d + 1``, the paper's FLOP crossover N0;
+      set a measured value to override).
+
+    ``impl``: ``torch`` runs the PyTorch forms above (the reference, and the CPU path); ``triton`` runs
+    the efficient form through ``lra.attention.kernels.taylorshift.fused_taylorshift``; ``auto`` uses the
+    kernel for CUDA tensors when the efficient form runs and the kernel imports, else PyTorch.
+
+    Dropout: applied to the normalised weights in the direct form only. The efficient form has no
+    attention matrix, so there dropout does not apply (the authors' code drops entries of the
+    ``(k (x) k)^T V`` summary instead, a different regulariser that this module does not copy).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_heads: int,
+        head_dim: int,
+        max_length: int | None = None,
+        dropout: float = 0.0,
+        mode: str = "auto",
+        crossover: int | None = None,
+        a: float = 0.5,
+        b: float = 1.0,
+        c: float = 1.0,
+        output_normalized: bool = True,
+        impl: str = "auto",
+    ):
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        if mode not in MODES:
+            raise ValueError(f"taylorshift mode={mode!r}; valid: {', '.join(MODES)}")
+        if impl not in IMPLS:
+            raise ValueError(f"taylorshift impl={impl!r}; valid: {', '.join(IMPLS)}")
+        if not (a > 0 and c >= b * b / (4 * a)):
+            raise ValueError(
+                f"taylorshift needs a*s^2 + b*s + c >= 0 for every s, i.e. a > 0 and c >= b^2/(4a); "
+                f"got a={a}, b={b}, c={c}"
+            )
+        if crossover is not None and crossover < 0:
+            raise ValueError(f"taylorshift crossover must be >= 0 or null (= d^2+d+1), got {crossover}")
+        if dropout > 0 and mode != "direct":
+            warnings.warn(
+                f"taylorshift: attention dropout {dropout} applies only where the direct form runs; "
+                "the efficient form has no attention matrix to drop from",
+                stacklevel=2,
+            )
+        self.mode = mode
+        self.crossover = crossover_flops(head_dim) if crossover is None else crossover
+        self.a, self.b, self.c = a, b, c
+        self.output_normalized = output_normalized
+        self.impl = impl
+        self.temperature = nn.Parameter(torch.ones(1, num_heads, 1, 1))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, mode={self.mode}, crossover={self.crossover}, "
+            f"a={self.a}, b={self.b}, c={self.c}, output_normalized={self.output_normalized}, "
+            f"impl={self.impl}"
+        )
+
+    def form_for(self, length: int) -> str:
+        """The form (``direct`` or ``efficient``) that runs for sequences of ``length`` tokens."""
+        if self.mode != "auto":
+            return self.mode
+        return "efficient" if length > self.crossover else "direct"
+
+    def forward(self, q, k, v, key_padding_mask=None):
+        # Under autocast the norm runs in float32 and promotes; back to the input dtype, or the (N, d^2)
+        # features of the efficient form would double in size.
+        q_hat = F.normalize(q, dim=-1).to(q.dtype) * self.temperature.to(q.dtype)
+        k_hat = F.normalize(k, dim=-1).to(k.dtype)
+        real_keys = self._real_key_count(k, key_padding_mask)
+        if self.form_for(q.shape[-2]) == "direct":
+            out = self._direct(q_hat, k_hat, v, key_padding_mask)
+        elif self._use_kernel(q):
+            out = _fused_kernel()(q_hat, k_hat, v, key_padding_mask, self.a, self.b, self.c)
+        else:
+            out = self._efficient(q_hat, k_hat, v, key_padding_mask, real_keys)
+        if self.output_normalized:
+            out = out * (real_keys / self.head_dim).sqrt().to(out.dtype)
+        return out
+
+    @staticmethod
+    def _real_key_count(k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Real keys per example as (B, 1, 1, 1), in at least float32 (bf16 cannot count to 2000 exactly)."""
+        dtype = torch.promote_types(k.dtype, torch.float32)
+        if key_padding_mask is None:
+            return torch.full((k.shape[0], 1, 1, 1), k.shape[-2], dtype=dtype, device=k.device)
+        return (~key_padding_mask).sum(-1).to(dtype).view(-1, 1, 1, 1)
+
+    def _use_kernel(self, q: torch.Tensor) -> bool:
+        if self.impl == "torch":
+            return False
+        kernel = _fused_kernel()
+        usable = q.is_cuda and not isinstance(kernel, ImportError)
+        if self.impl == "triton" and not usable:
+            reason = f"the kernel does not import ({kernel})" if isinstance(kernel, ImportError) else (
+                f"the tensors are on {q.device}, not CUDA"
+            )
+            raise RuntimeError(f"taylorshift impl=triton cannot run: {reason}; use impl=auto or impl=torch")
+        return usable
+
+    def _direct(self, q_hat, k_hat, v, key_padding_mask):
+        s = q_hat @ k_hat.transpose(-1, -2)
+        w = self.a * s * s + self.b * s + self.c
+        if key_padding_mask is not None:
+            w = w.masked_fill(key_padding_mask[:, None, None, :], 0.0)
+        # Dividing a row by its maximum cancels in the normalisation; it keeps fp16 row sums finite.
+        tiny = torch.finfo(w.dtype).tiny
+        w = w / w.detach().amax(-1, keepdim=True).clamp_min(tiny)
+        w = w / w.sum(-1, keepdim=True).clamp_min(tiny)
+        w = F.dropout(w, self.dropout, self.training)
+        return w @ v
+
+    def _efficient(self, q_hat, k_hat, v, key_padding_mask, real_keys):
+        d = q_hat.shape[-1]
+        alpha = d**0.25
+        q_t, k_t = alpha * q_hat, alpha * k_hat
+        values = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1) / real_keys.clamp_min(1).to(v.dtype)
+        if key_padding_mask is not None:
+            values = values.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+        quadratic = _tensor_square(q_t) @ (_tensor_square(k_t).transpose(-1, -2) @ values)
+        linear = q_t @ (k_t.transpose(-1, -2) @ values)
+        constant = values.sum(-2, keepdim=True)
+        y = self.a * quadratic + (alpha**2 * self.b) * linear + (alpha**4 * self.c) * constant
+        return y[..., 1:] / y[..., :1].clamp_min(torch.finfo(y.dtype).tiny)
+
+
+def crossover_flops(head_dim: int) -> int:
+    """The paper's FLOP crossover N0 = d^2 + d + 1 (``theoretical_cutoff`` in TaylorShift's analysis code)."""
+    return head_dim * head_dim + head_dim + 1

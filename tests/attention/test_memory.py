@@ -1,0 +1,72 @@
+"""Efficient backends never allocate an N x N tensor, forward or backward (checked on every op's output)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from tests.attention.cases import build, qkv, suffix_padding
+
+LENGTH = 512  # well above every other size in play (head_dim 8, d^2 = 64, features and windows < 100)
+
+
+class OutputShapes(TorchDispatchMode):
+    """Records the shape of every tensor that any op (forward or autograd backward) returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self.shapes.append((str(func), tuple(leaf.shape)))
+        return out
+
+
+def quadratic_ops(name: str, options: dict, length: int = LENGTH) -> list[tuple[str, tuple[int, ...]]]:
+    """Ops of a padded forward + backward that return a tensor with two axes of size >= length."""
+    torch.manual_seed(0)
+    backend = build(name, options, heads=2, head_dim=8, max_length=length).train()
+    q, k, v = qkv(2, 2, length, 8, requires_grad=True)
+    mask = suffix_padding([length, length // 2], length)
+    with OutputShapes() as recorder:
+        backend(q, k, v, key_padding_mask=mask).sum().backward()
+    return [(op, shape) for op, shape in recorder.shapes if sum(size >= length for size in shape) >= 2]
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("taylorshift", {"mode": "efficient"}),
+    ("taylorshift", {"mode": "auto"}),  # 512 > N0 = 73 at d = 8
+    ("performer", {"nb_features": 32}),
+    ("performer", {"nb_features": 32, "kernel": "relu", "chunk_size": 128}),
+    ("elementwise", {"mode": "linear", "order": 4}),
+    ("linear", {}),
+    ("nystrom", {"num_landmarks": 16}),
+    ("linformer", {"proj_dim": 32}),
+    ("local", {"window": 32}),
+    ("local", {"window": 32, "sliding": True}),
+], ids=lambda value: value if isinstance(value, str) else "-".join(f"{k}={v}" for k, v in value.items()))
+def test_efficient_backends_allocate_nothing_of_size_n_by_n(name, options):
+    assert quadratic_ops(name, options) == []
+
+
+@pytest.mark.parametrize(("name", "options"), [("taylorshift", {"mode": "direct"}),
+                                               ("elementwise", {"mode": "quadratic"})])
+def test_the_check_sees_quadratic_backends(name, options):
+    """The same check flags the forms that do build N x N."""
+    assert quadratic_ops(name, options, length=256)
+
+
+def test_chunked_performer_keeps_no_length_by_features_tensor():
+    """With chunk_size, no tensor pairs the full length with the feature axis, in forward or backward."""
+    torch.manual_seed(1)
+    backend = build("performer", {"nb_features": 48, "chunk_size": 64}, head_dim=8, max_length=LENGTH).train()
+    q, k, v = qkv(2, 2, LENGTH, 8, requires_grad=True)
+    with OutputShapes() as recorder:
+        backend(q, k, v, key_padding_mask=suffix_padding([LENGTH, 300], LENGTH)).sum().backward()
+    assert not [shape for _, shape in recorder.shapes if LENGTH in shape and 48 in shape]
+    assert any(64 in shape and 48 in shape for _, shape in recorder.shapes)  # the chunks themselves
