@@ -137,33 +137,51 @@ def measure_ceilings() -> dict:
     return {"bf16_tflops": 2 * 8192**3 / ms / 1e9, "copy_tb_s": 2 * src.numel() * 4 / copy_ms / 1e9}
 
 
+SUMMARY_SYM16_W8 = {"summary_block_m": 16, "summary_block_n": 16, "summary_symmetric": True, "summary_warps": 8}
+SWEEPS = {
+    32: {
+        "default": {},
+        "no_prefetch": {"prefetch": False},
+        "sum_bm8_w8": {"summary_block_m": 8, "summary_warps": 8},
+        "sum_sym16_w8": SUMMARY_SYM16_W8,
+        "sum_sym16_w4": {**SUMMARY_SYM16_W8, "summary_warps": 4},
+        "rows128_w8": {"rows": 128, "warps": 8},
+        "rows256_bm2_w8": {"rows": 256, "block_m": 2, "grad_block": 2, "warps": 8},
+        "rows128_sym8_w8": {"rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "warps": 8},
+        "combo_sym": {**SUMMARY_SYM16_W8, "rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "warps": 8},
+        "combo_dense": {**SUMMARY_SYM16_W8, "rows": 128, "warps": 8},
+    },
+    64: {
+        "default": {},
+        "sum_bm4_w8": {"summary_block_m": 4},
+        "sum_sym16_w8": SUMMARY_SYM16_W8,
+        "rows128_bm1_w8": {"rows": 128, "block_m": 1, "grad_block": 1},
+        "rows128_sym8_w8": {"rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "grad_block": 1},
+        "combo_sym": {**SUMMARY_SYM16_W8, "rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "grad_block": 1},
+        "combo_dense": {**SUMMARY_SYM16_W8, "rows": 128, "block_m": 1, "grad_block": 1},
+    },
+}
+
+
 def sweep_configs(d: int) -> dict[str, ts.KernelConfig]:
     base = ts.default_config(d)
-    variants = {
-        "default": {},
-        "gather": {"gather": True},
-        "fp32_summary": {"half_summary": False},
-        "sym8": {"block_m": 8, "block_n": 8, "symmetric": True},
-        "sym16_w8": {"block_m": 16, "block_n": 16, "symmetric": True, "warps": 8, "summary_warps": 8},
-    }
-    if d <= 32:
-        variants["rows128_w8"] = {"rows": 128, "warps": 8}
-        variants["sum_rows128_w8"] = {"summary_rows": 128, "summary_warps": 8}
-    else:
-        variants["sym8_sum_w4"] = {"block_m": 8, "block_n": 8, "symmetric": True, "summary_warps": 4}
-        variants["rows32_w4"] = {"rows": 32, "warps": 4}
-    return {name: dataclasses.replace(base, **changes) for name, changes in variants.items()}
+    return {name: dataclasses.replace(base, **changes) for name, changes in SWEEPS.get(d, {}).items()}
 
 
 def kernel_times(fn, q, k, v, dout, repeats=5) -> dict[str, float]:
     """Mean device ms per call of each CUDA kernel in forward+backward, from the torch profiler."""
-    for _ in range(2):
+    def step():
+        for t in (q, k, v):
+            t.grad = None
         fn(q, k, v).backward(dout)
+
+    for _ in range(2):
+        step()
     torch.cuda.synchronize()
     activities = [torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(repeats):
-            fn(q, k, v).backward(dout)
+            step()
         torch.cuda.synchronize()
     totals: dict[str, float] = defaultdict(float)
     for event in prof.key_averages():
@@ -270,7 +288,7 @@ def main() -> None:
     parser.add_argument("--sections", default="check,table,sweep,report")
     parser.add_argument("--dims", default="32,64")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
-    parser.add_argument("--sweep-sizes", default="32:16384,64:4096")
+    parser.add_argument("--sweep-sizes", default="32:16384,32:2048,64:4096")
     parser.add_argument("--budget-s", type=float, default=400.0)
     args = parser.parse_args()
     start = time.time()
@@ -287,14 +305,15 @@ def main() -> None:
     log("env", env)
     result: dict = {"env": env, "ceilings": measure_ceilings()}
     log("ceilings", result["ceilings"])
-    if "check" in sections:
-        result["check"] = run_checks([d for d, _ in sweep_sizes] if "sweep" in sections else [])
-    if "table" in sections:
-        result["table"] = run_table(ds, lengths, deadline)
-    if "sweep" in sections:
-        result["sweep"] = run_sweep(sweep_sizes, deadline)
-    if "report" in sections:
-        result["report"] = compile_report()
+    for section in args.sections.split(","):
+        if section == "check":
+            result["check"] = run_checks(sorted({d for d, _ in sweep_sizes}) if "sweep" in sections else [])
+        elif section == "table":
+            result["table"] = run_table(ds, lengths, deadline)
+        elif section == "sweep":
+            result["sweep"] = run_sweep(sweep_sizes, deadline)
+        elif section == "report":
+            result["report"] = compile_report()
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=str))
     summarize(result)
     log(f"elapsed {time.time() - start:.0f} s")
@@ -324,8 +343,11 @@ def summarize(result: dict) -> None:
         log(f"{d:>3} {n:>6} {r['ms']:>9.3f} {r['peak_mib']:>7.0f} {s['ms']:>9.3f} {s['peak_mib']:>7.0f} "
             f"{s['ms'] / r['ms']:>8.2f} {dense_flops(n, d, 128) / r['ms'] / 1e9:>8.1f}")
     for r in result.get("sweep", []):
-        top = ", ".join(f"{k[:28]}={v:.3f}" for k, v in list(r["kernels"].items())[:4])
-        log(f"SWEEP d={r['d']} N={r['n']} {r['config']:<18} {r['ms']:.3f} ms {r['peak_mib']:.0f} MiB | {top}")
+        names = {"_summary_kernel": "sum", "_forward_kernel": "fwd", "_backward_query_kernel": "bq",
+                 "_backward_key_kernel": "bk"}
+        top = " ".join(f"{names.get(k, k[:12])}={v:.3f}" for k, v in r["kernels"].items() if v > 0.01)
+        log(f"SWEEP d={r['d']} N={r['n']:>5} {r['config']:<16} {r['ms']:7.3f} ms {r['peak_mib']:5.0f} MiB "
+            f"kernels={sum(r['kernels'].values()):.3f} | {top}")
     spilling = [r for r in result.get("report", []) if r["spills"] or r.get("LDL")]
     log(f"REPORT {len(result.get('report', []))} compiled kernels, {len(spilling)} with spills")
 

@@ -28,6 +28,7 @@ stay within the half-precision range when they are cast for the tensor cores; it
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -56,39 +57,51 @@ class KernelConfig:
 
     The quadratic features of a row are its d x d products ``x_m x_n``; one tensor-core product takes the
     pairs of ``block_m`` values of m and ``block_n`` values of n. ``symmetric`` keeps only blocks with
-    m-block <= n-block (square blocks; off-diagonal ones count twice), nearly halving the forward, dS and
-    dv work. The gradient passes (dq, dk) take ``grad_block`` values of n per product.
+    m-block <= n-block (square blocks; off-diagonal ones count twice), nearly halving the work. The summary
+    kernel (``summary_*``, its S2 always complete) and the per-row kernels (forward, dv) choose their blocks
+    independently; the gradient passes (dq, dk) take ``grad_block`` values of n per product. Each per-row
+    program reads all of S2 once, so its rows per program set the arithmetic per byte read from L2.
     """
 
-    rows: int = 64  # rows per program in the per-row (apply) kernels
-    summary_rows: int = 64  # rows per step in the summary kernel
+    rows: int = 64  # rows per program in the per-row kernels
     block_m: int = 4
     block_n: int = 32
     symmetric: bool = False
     grad_block: int = 4
     warps: int = 4
+    summary_rows: int = 64  # rows per step of the summary kernel
+    summary_block_m: int = 4
+    summary_block_n: int = 32
+    summary_symmetric: bool = False
     summary_warps: int = 4
     stages: int = 2
     half_summary: bool = True  # keep S2 in the inputs' half precision (float32 inputs: float32 always)
-    gather: bool = False  # build Kronecker tiles from two gathered loads instead of a broadcast product
+    prefetch: bool = True  # summary: load the next row tile's Kronecker factors one step ahead
     split_rows: int | None = None  # rows per summary program; None: enough programs to fill the GPU
 
     def check(self, d: int, d_v: int) -> None:
-        for name in ("block_m", "block_n", "grad_block"):
+        for name in ("block_m", "block_n", "grad_block", "summary_block_m", "summary_block_n"):
             size = getattr(self, name)
             if size < 1 or d % size or size & (size - 1):
                 raise ValueError(f"KernelConfig.{name}={size} must be a power of two dividing d={d}")
-        if self.symmetric and self.block_m != self.block_n:
-            raise ValueError("KernelConfig.symmetric needs square blocks (block_m == block_n)")
-        if self.block_m * self.block_n < 16 or self.grad_block * d_v < 16 or min(self.rows, self.summary_rows) < 16:
-            raise ValueError("tensor-core products need sizes of at least 16")
+        for prefix in ("", "summary_"):
+            m, n = getattr(self, prefix + "block_m"), getattr(self, prefix + "block_n")
+            if getattr(self, prefix + "symmetric") and m != n:
+                raise ValueError(f"KernelConfig.{prefix}symmetric needs square blocks ({prefix}block_m == block_n)")
+            if m * n < 16:
+                raise ValueError("tensor-core products need sizes of at least 16: raise block_m * block_n")
+        if self.grad_block * d_v < 16 or min(self.rows, self.summary_rows) < 16:
+            raise ValueError("tensor-core products need sizes of at least 16 (grad_block * d_v, rows)")
 
 
 def default_config(d: int) -> KernelConfig:
     """Dense blocks of inner size 128 (block_m * d) at every d; 8 warps from d = 64, where 4 spill."""
     block = max(1, 128 // d)
     warps = 8 if d >= 64 else 4
-    return KernelConfig(block_m=block, block_n=d, grad_block=block, warps=warps, summary_warps=warps)
+    return KernelConfig(
+        block_m=block, block_n=d, grad_block=block, warps=warps,
+        summary_block_m=block, summary_block_n=d, summary_warps=warps,
+    )
 
 
 def _interpreter_ready() -> bool:
@@ -120,19 +133,16 @@ if TRITON_AVAILABLE:
         _let_interpreter_index_with_numpy_2_4()
 
     @triton.jit
-    def _row_kron(x_rows, row_ok, m0, n0, coef, BM: tl.constexpr, BN2: tl.constexpr, BLOCK_N: tl.constexpr,
-                  GATHER: tl.constexpr):
-        """(BLOCK_N, BM * BN2) tile of coef * x_m * x_n for m in [m0, m0 + BM), n in [n0, n0 + BN2)."""
-        if GATHER:
-            f = tl.arange(0, BM * BN2)
-            xm = tl.load(x_rows[:, None] + (m0 + f // BN2)[None, :], mask=row_ok[:, None], other=0.0)
-            xn = tl.load(x_rows[:, None] + (n0 + f % BN2)[None, :], mask=row_ok[:, None], other=0.0)
-            kron = (xm * coef) * xn
-        else:
-            xm = tl.load(x_rows[:, None] + (m0 + tl.arange(0, BM))[None, :], mask=row_ok[:, None], other=0.0)
-            xn = tl.load(x_rows[:, None] + (n0 + tl.arange(0, BN2))[None, :], mask=row_ok[:, None], other=0.0)
-            kron = tl.reshape((xm * coef)[:, :, None] * xn[:, None, :], (BLOCK_N, BM * BN2))
-        return kron.to(xn.dtype)
+    def _load_factors(x_rows, row_ok, m0, n0, BM: tl.constexpr, BN2: tl.constexpr):
+        """Columns [m0, m0 + BM) and [n0, n0 + BN2) of a tile of rows."""
+        xm = tl.load(x_rows[:, None] + (m0 + tl.arange(0, BM))[None, :], mask=row_ok[:, None], other=0.0)
+        xn = tl.load(x_rows[:, None] + (n0 + tl.arange(0, BN2))[None, :], mask=row_ok[:, None], other=0.0)
+        return xm, xn
+
+    @triton.jit
+    def _kron(xm, xn, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr):
+        """Row-wise Kronecker product: (BLOCK_N, BM * BN2) tile of x_m * x_n, m major."""
+        return tl.reshape(xm[:, :, None] * xn[:, None, :], (BLOCK_N, BM * BN2))
 
     @triton.jit(do_not_specialize=["N", "H", "rows_per_program"])
     def _summary_kernel(
@@ -140,7 +150,7 @@ if TRITON_AVAILABLE:
         N, H, rows_per_program, sigma,
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr,
         NPAIRS: tl.constexpr, SYMMETRIC: tl.constexpr, HAS_MASK: tl.constexpr, HAS_T: tl.constexpr,
-        ATOMIC: tl.constexpr, GATHER: tl.constexpr, PREC: tl.constexpr,
+        ATOMIC: tl.constexpr, PREFETCH: tl.constexpr, PREC: tl.constexpr,
     ):
         """Program (block pair, bh, row range): the S2 rows of one (m-block, n-block) pair; the program
         after the last pair computes the small parts S1, Z2, S0, Z1, Z0 instead."""
@@ -155,15 +165,25 @@ if TRITON_AVAILABLE:
             m0 = tl.load(PAIRS + 2 * block)
             n0 = tl.load(PAIRS + 2 * block + 1)
             acc = tl.zeros((BM * BN2, E), tl.float32)
+            rows = row_begin + tl.arange(0, BLOCK_N)
+            xm, xn = _load_factors(x_base + rows * D, rows < row_end, m0, n0, BM, BN2)
             for start in range(row_begin, row_end, BLOCK_N):
                 rows = start + tl.arange(0, BLOCK_N)
                 in_range = rows < row_end
                 valid = in_range
                 if HAS_MASK:
                     valid = valid & (tl.load(MASK + (bh // H) * N + rows, mask=in_range, other=1) == 0)
-                kron = _row_kron(x_base + rows * D, in_range, m0, n0, 1.0, BM, BN2, BLOCK_N, GATHER)
                 y = tl.load(y_base + rows[:, None] * E + e_idx[None, :], mask=valid[:, None], other=0.0)
-                acc = tl.dot(tl.trans(kron), y, acc, input_precision=PREC)
+                if PREFETCH:
+                    # the Kronecker factors feed the tensor cores through registers, so Triton's pipeliner
+                    # leaves their loads in place: issue the next tile's a whole step ahead
+                    next_rows = rows + BLOCK_N
+                    xm_next, xn_next = _load_factors(x_base + next_rows * D, next_rows < row_end, m0, n0, BM, BN2)
+                else:
+                    xm_next, xn_next = _load_factors(x_base + rows * D, in_range, m0, n0, BM, BN2)
+                    xm, xn = xm_next, xn_next
+                acc = tl.dot(tl.trans(_kron(xm, xn, BLOCK_N, BM, BN2)), y, acc, input_precision=PREC)
+                xm, xn = xm_next, xn_next
             acc = acc * sigma
             f = tl.arange(0, BM * BN2)
             s2 = S2 + bh * D * D * E
@@ -225,8 +245,7 @@ if TRITON_AVAILABLE:
 
     @triton.jit
     def _features_times_s2(x_rows, row_ok, s2, D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr,
-                           BM: tl.constexpr, BN2: tl.constexpr, SYMMETRIC: tl.constexpr, GATHER: tl.constexpr,
-                           PREC: tl.constexpr):
+                           BM: tl.constexpr, BN2: tl.constexpr, SYMMETRIC: tl.constexpr, PREC: tl.constexpr):
         """sum_{m,n} x_m x_n S2[m, n, :] for each row, one (m-block, n-block) pair per tensor-core product."""
         acc = tl.zeros((BLOCK_N, E), tl.float32)
         f = tl.arange(0, BM * BN2)
@@ -234,8 +253,10 @@ if TRITON_AVAILABLE:
         for mb in range(0, D // BM):
             first_nb = mb if SYMMETRIC else 0
             for nb in range(first_nb, D // BN2):
-                coef = 1.0 if not SYMMETRIC else tl.where(mb == nb, 1.0, 2.0)
-                kron = _row_kron(x_rows, row_ok, mb * BM, nb * BN2, coef, BM, BN2, BLOCK_N, GATHER)
+                xm, xn = _load_factors(x_rows, row_ok, mb * BM, nb * BN2, BM, BN2)
+                if SYMMETRIC:
+                    xm = (xm.to(tl.float32) * tl.where(mb == nb, 1.0, 2.0)).to(xn.dtype)
+                kron = _kron(xm, xn, BLOCK_N, BM, BN2)
                 block = tl.load(s2 + ((mb * BM + f // BN2) * D + nb * BN2 + f % BN2)[:, None] * E + e_idx[None, :])
                 acc = tl.dot(kron, block.to(kron.dtype), acc, input_precision=PREC)
         return acc
@@ -259,7 +280,7 @@ if TRITON_AVAILABLE:
     def _forward_kernel(
         Q, S2, LOW, OUT, DEN, N, a, b, c,
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr,
-        SYMMETRIC: tl.constexpr, GATHER: tl.constexpr, PREC: tl.constexpr,
+        SYMMETRIC: tl.constexpr, PREC: tl.constexpr,
     ):
         bh = tl.program_id(1).to(tl.int64)
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -269,8 +290,7 @@ if TRITON_AVAILABLE:
         q_rows = Q + bh * N * D + rows * D
         q32 = tl.load(q_rows[:, None] + d_idx[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
         low = LOW + bh * (D * E + D * D + E + D + 1)
-        quad = _features_times_s2(q_rows, row_ok, S2 + bh * D * D * E, D, E, BLOCK_N, BM, BN2, SYMMETRIC,
-                                  GATHER, PREC)
+        quad = _features_times_s2(q_rows, row_ok, S2 + bh * D * D * E, D, E, BLOCK_N, BM, BN2, SYMMETRIC, PREC)
         s1 = tl.load(low + d_idx[:, None] * E + e_idx[None, :])
         z2 = tl.load(low + D * E + d_idx[:, None] * D + d_idx[None, :])
         s0 = tl.load(low + D * E + D * D + e_idx)
@@ -321,7 +341,7 @@ if TRITON_AVAILABLE:
     def _backward_key_kernel(
         K, V, MASK, DS2, DLOW, DK, DV, N, H, a, b, c,
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr,
-        GB: tl.constexpr, SYMMETRIC: tl.constexpr, GATHER: tl.constexpr, HAS_MASK: tl.constexpr,
+        GB: tl.constexpr, SYMMETRIC: tl.constexpr, HAS_MASK: tl.constexpr,
         PREC: tl.constexpr,
     ):
         """dv = phi(k)^T dS_v and dk = d/dk phi(k)^T dS [v, 1]; zero on padded keys."""
@@ -338,7 +358,7 @@ if TRITON_AVAILABLE:
         v = tl.load(V + bh * N * E + rows[:, None] * E + e_idx[None, :], mask=row_ok[:, None], other=0.0)
         ds2 = DS2 + bh * D * D * E
         low = DLOW + bh * (D * E + D * D + E + D + 1)
-        quad_v = _features_times_s2(k_rows, row_ok, ds2, D, E, BLOCK_N, BM, BN2, SYMMETRIC, GATHER, PREC)
+        quad_v = _features_times_s2(k_rows, row_ok, ds2, D, E, BLOCK_N, BM, BN2, SYMMETRIC, PREC)
         ds1 = tl.load(low + d_idx[:, None] * E + e_idx[None, :])
         ds0 = tl.load(low + D * E + D * D + e_idx)
         dv = a * quad_v + b * tl.dot(k32, ds1, input_precision=PREC) + c * ds0[None, :]
@@ -366,11 +386,11 @@ def _low_size(d: int, e: int) -> int:
     return d * e + d * d + e + d + 1
 
 
-def _block_pairs(d: int, config: KernelConfig, device: torch.device) -> torch.Tensor:
-    """(first m, first n) of every block of S2 that the summary computes, as int32 (pairs, 2)."""
-    m_blocks = range(0, d, config.block_m)
-    n_blocks = range(0, d, config.block_n)
-    pairs = [(m, n) for m in m_blocks for n in n_blocks if not config.symmetric or n >= m]
+@functools.cache
+def _block_pairs(d: int, block_m: int, block_n: int, symmetric: bool, device: torch.device) -> torch.Tensor:
+    """(first m, first n) of every block of S2 that the summary computes, as int32 (pairs, 2); cached,
+    since a copy from the host would wait for the GPU on every call."""
+    pairs = [(m, n) for m in range(0, d, block_m) for n in range(0, d, block_n) if not symmetric or n >= m]
     return torch.tensor(pairs, dtype=torch.int32, device=device)
 
 
@@ -391,7 +411,7 @@ def _summary(
     """(S2 of shape (BH, d*d, e), the small parts packed (BH, d*e + d*d + e + d + 1) in float32)."""
     bh, n, d = x.shape
     e = y.shape[2]
-    pairs = _block_pairs(d, config, x.device)
+    pairs = _block_pairs(d, config.summary_block_m, config.summary_block_n, config.summary_symmetric, x.device)
     rows = _rows_per_summary_program(n, bh, len(pairs) + 1, config, x.device)
     splits = math.ceil(n / rows)
     atomic = splits > 1
@@ -402,9 +422,9 @@ def _summary(
     _summary_kernel[(len(pairs) + 1, bh, splits)](
         x, y, t if t is not None else x, mask if mask is not None else x, pairs, s2, low,
         n, heads, rows, sigma,
-        D=d, E=e, BLOCK_N=config.summary_rows, BM=config.block_m, BN2=config.block_n, NPAIRS=len(pairs),
-        SYMMETRIC=config.symmetric, HAS_MASK=mask is not None, HAS_T=t is not None, ATOMIC=atomic,
-        GATHER=config.gather, PREC=_float32_precision(x.dtype),
+        D=d, E=e, BLOCK_N=config.summary_rows, BM=config.summary_block_m, BN2=config.summary_block_n,
+        NPAIRS=len(pairs), SYMMETRIC=config.summary_symmetric, HAS_MASK=mask is not None, HAS_T=t is not None, ATOMIC=atomic,
+        PREFETCH=config.prefetch, PREC=_float32_precision(x.dtype),
         num_warps=config.summary_warps, num_stages=config.stages,
     )
     return s2.to(s2_dtype), low
@@ -422,7 +442,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         _forward_kernel[(triton.cdiv(n, config.rows), bh)](
             q, s2, low, out, den, n, a, b, c,
             D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n, SYMMETRIC=config.symmetric,
-            GATHER=config.gather, PREC=_float32_precision(q.dtype),
+            PREC=_float32_precision(q.dtype),
             num_warps=config.warps, num_stages=config.stages,
         )
         ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
@@ -452,7 +472,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         _backward_key_kernel[grid](
             k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c,
             D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n, GB=config.grad_block,
-            SYMMETRIC=config.symmetric, GATHER=config.gather, HAS_MASK=mask is not None, PREC=prec,
+            SYMMETRIC=config.symmetric, HAS_MASK=mask is not None, PREC=prec,
             num_warps=config.warps, num_stages=config.stages,
         )
         return dq, dk, dv, None, None, None, None, None, None
