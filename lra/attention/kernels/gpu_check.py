@@ -137,28 +137,28 @@ def measure_ceilings() -> dict:
     return {"bf16_tflops": 2 * 8192**3 / ms / 1e9, "copy_tb_s": 2 * src.numel() * 4 / copy_ms / 1e9}
 
 
-SUMMARY_SYM16_W8 = {"summary_block_m": 16, "summary_block_n": 16, "summary_symmetric": True, "summary_warps": 8}
+DENSE_SUMMARY_32 = {"summary_block_m": 4, "summary_block_n": 32, "summary_symmetric": False}
 SWEEPS = {
     32: {
         "default": {},
-        "no_prefetch": {"prefetch": False},
-        "sum_bm8_w8": {"summary_block_m": 8, "summary_warps": 8},
-        "sum_sym16_w8": SUMMARY_SYM16_W8,
-        "sum_sym16_w4": {**SUMMARY_SYM16_W8, "summary_warps": 4},
+        "sum_dense": DENSE_SUMMARY_32,
+        "sum_sym16_w8": {"summary_warps": 8},
+        "sum_sym8": {"summary_block_m": 8, "summary_block_n": 8},
+        "sum_steps2": {"summary_steps": 2},
         "rows128_w8": {"rows": 128, "warps": 8},
-        "rows256_bm2_w8": {"rows": 256, "block_m": 2, "grad_block": 2, "warps": 8},
-        "rows128_sym8_w8": {"rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "warps": 8},
-        "combo_sym": {**SUMMARY_SYM16_W8, "rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "warps": 8},
-        "combo_dense": {**SUMMARY_SYM16_W8, "rows": 128, "warps": 8},
+        "rows128_sym8_w8": {"rows": 128, "warps": 8, "block_m": 8, "block_n": 8, "symmetric": True},
+        "sym8": {"block_m": 8, "block_n": 8, "symmetric": True},
+        "gb4": {"grad_block": 4},
     },
     64: {
         "default": {},
-        "sum_bm4_w8": {"summary_block_m": 4},
-        "sum_sym16_w8": SUMMARY_SYM16_W8,
-        "rows128_bm1_w8": {"rows": 128, "block_m": 1, "grad_block": 1},
-        "rows128_sym8_w8": {"rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "grad_block": 1},
-        "combo_sym": {**SUMMARY_SYM16_W8, "rows": 128, "block_m": 8, "block_n": 8, "symmetric": True, "grad_block": 1},
-        "combo_dense": {**SUMMARY_SYM16_W8, "rows": 128, "block_m": 1, "grad_block": 1},
+        "first_run_default": {"rows": 64, "block_m": 2, "grad_block": 2, "summary_block_m": 2,
+                              "summary_block_n": 64, "summary_symmetric": False},
+        "sum_bm4": {"summary_block_m": 4, "summary_block_n": 64, "summary_symmetric": False},
+        "sum_sym8": {"summary_block_m": 8, "summary_block_n": 8},
+        "rows128_sym8": {"block_m": 8, "block_n": 8, "symmetric": True},
+        "rows64_sym8": {"rows": 64, "block_m": 8, "block_n": 8, "symmetric": True, "grad_block": 2},
+        "rows64_bm2": {"rows": 64, "block_m": 2, "grad_block": 2},
     },
 }
 
@@ -282,6 +282,33 @@ def run_sweep(sizes, deadline) -> list[dict]:
     return rows
 
 
+def run_overhead() -> dict:
+    """Wall-clock microseconds per call at a tiny size, where the host, not the GPU, sets the pace."""
+    result = {}
+    q, k, v = inputs(1, 1, 64, 32, torch.bfloat16)
+    dout = torch.randn_like(v)
+    for name, fn in (("fused", fused()), ("sdpa", sdpa)):
+        for mode in ("fwd", "fwd_bwd"):
+            def step(fn=fn, mode=mode):
+                if mode == "fwd":
+                    with torch.no_grad():
+                        fn(q, k, v)
+                else:
+                    for t in (q, k, v):
+                        t.grad = None
+                    fn(q, k, v).backward(dout)
+            for _ in range(20):
+                step()
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(200):
+                step()
+            torch.cuda.synchronize()
+            result[f"{name}_{mode}_us"] = (time.perf_counter() - start) / 200 * 1e6
+    log("overhead", result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
@@ -312,6 +339,8 @@ def main() -> None:
             result["table"] = run_table(ds, lengths, deadline)
         elif section == "sweep":
             result["sweep"] = run_sweep(sweep_sizes, deadline)
+        elif section == "overhead":
+            result["overhead"] = run_overhead()
         elif section == "report":
             result["report"] = compile_report()
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=str))
@@ -348,6 +377,8 @@ def summarize(result: dict) -> None:
         top = " ".join(f"{names.get(k, k[:12])}={v:.3f}" for k, v in r["kernels"].items() if v > 0.01)
         log(f"SWEEP d={r['d']} N={r['n']:>5} {r['config']:<16} {r['ms']:7.3f} ms {r['peak_mib']:5.0f} MiB "
             f"kernels={sum(r['kernels'].values()):.3f} | {top}")
+    if "overhead" in result:
+        log("OVERHEAD", {k: round(v) for k, v in result["overhead"].items()})
     spilling = [r for r in result.get("report", []) if r["spills"] or r.get("LDL")]
     log(f"REPORT {len(result.get('report', []))} compiled kernels, {len(spilling)} with spills")
 

@@ -76,7 +76,7 @@ class KernelConfig:
     summary_warps: int = 4
     stages: int = 2
     half_summary: bool = True  # keep S2 in the inputs' half precision (float32 inputs: float32 always)
-    prefetch: bool = True  # summary: load the next row tile's Kronecker factors one step ahead
+    summary_steps: int = 4  # row tiles per step of the summary's fixed-length inner loop
     split_rows: int | None = None  # rows per summary program; None: enough programs to fill the GPU
 
     def check(self, d: int, d_v: int) -> None:
@@ -90,17 +90,23 @@ class KernelConfig:
                 raise ValueError(f"KernelConfig.{prefix}symmetric needs square blocks ({prefix}block_m == block_n)")
             if m * n < 16:
                 raise ValueError("tensor-core products need sizes of at least 16: raise block_m * block_n")
+        if 2 * self.grad_block > d:
+            raise ValueError(f"KernelConfig.grad_block={self.grad_block} must be at most d / 2 = {d // 2}")
         if self.grad_block * d_v < 16 or min(self.rows, self.summary_rows) < 16:
             raise ValueError("tensor-core products need sizes of at least 16 (grad_block * d_v, rows)")
 
 
 def default_config(d: int) -> KernelConfig:
-    """Dense blocks of inner size 128 (block_m * d) at every d; 8 warps from d = 64, where 4 spill."""
-    block = max(1, 128 // d)
-    warps = 8 if d >= 64 else 4
+    """Tilings measured fastest on an H100 (lra/attention/kernels/NOTES.md), by head dimension."""
+    if d >= 64:
+        return KernelConfig(
+            rows=128, block_m=1, block_n=d, grad_block=1, warps=8,
+            summary_block_m=16, summary_block_n=16, summary_symmetric=True, summary_warps=8,
+        )
+    square = min(16, d)
     return KernelConfig(
-        block_m=block, block_n=d, grad_block=block, warps=warps,
-        summary_block_m=block, summary_block_n=d, summary_warps=warps,
+        rows=64, block_m=max(1, 128 // d), block_n=d, grad_block=2, warps=4,
+        summary_block_m=square, summary_block_n=square, summary_symmetric=True, summary_warps=4,
     )
 
 
@@ -150,7 +156,7 @@ if TRITON_AVAILABLE:
         N, H, rows_per_program, sigma,
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr,
         NPAIRS: tl.constexpr, SYMMETRIC: tl.constexpr, HAS_MASK: tl.constexpr, HAS_T: tl.constexpr,
-        ATOMIC: tl.constexpr, PREFETCH: tl.constexpr, PREC: tl.constexpr,
+        ATOMIC: tl.constexpr, STEPS: tl.constexpr, PREC: tl.constexpr,
     ):
         """Program (block pair, bh, row range): the S2 rows of one (m-block, n-block) pair; the program
         after the last pair computes the small parts S1, Z2, S0, Z1, Z0 instead."""
@@ -165,25 +171,21 @@ if TRITON_AVAILABLE:
             m0 = tl.load(PAIRS + 2 * block)
             n0 = tl.load(PAIRS + 2 * block + 1)
             acc = tl.zeros((BM * BN2, E), tl.float32)
-            rows = row_begin + tl.arange(0, BLOCK_N)
-            xm, xn = _load_factors(x_base + rows * D, rows < row_end, m0, n0, BM, BN2)
-            for start in range(row_begin, row_end, BLOCK_N):
-                rows = start + tl.arange(0, BLOCK_N)
-                in_range = rows < row_end
-                valid = in_range
-                if HAS_MASK:
-                    valid = valid & (tl.load(MASK + (bh // H) * N + rows, mask=in_range, other=1) == 0)
-                y = tl.load(y_base + rows[:, None] * E + e_idx[None, :], mask=valid[:, None], other=0.0)
-                if PREFETCH:
-                    # the Kronecker factors feed the tensor cores through registers, so Triton's pipeliner
-                    # leaves their loads in place: issue the next tile's a whole step ahead
-                    next_rows = rows + BLOCK_N
-                    xm_next, xn_next = _load_factors(x_base + next_rows * D, next_rows < row_end, m0, n0, BM, BN2)
-                else:
-                    xm_next, xn_next = _load_factors(x_base + rows * D, in_range, m0, n0, BM, BN2)
-                    xm, xn = xm_next, xn_next
-                acc = tl.dot(tl.trans(_kron(xm, xn, BLOCK_N, BM, BN2)), y, acc, input_precision=PREC)
-                xm, xn = xm_next, xn_next
+            # a loop of run-time length around one of fixed length: with only the former, ptxas makes each
+            # tensor-core step wait for the one before (its accumulators are redefined across the back edge)
+            for chunk in range(row_begin, row_end, STEPS * BLOCK_N):
+                for step in range(STEPS):
+                    rows = chunk + step * BLOCK_N + tl.arange(0, BLOCK_N)
+                    in_range = rows < row_end
+                    valid = in_range
+                    if HAS_MASK:
+                        valid = valid & (tl.load(MASK + (bh // H) * N + rows, mask=in_range, other=1) == 0)
+                    y = tl.load(y_base + rows[:, None] * E + e_idx[None, :], mask=valid[:, None], other=0.0)
+                    xm, xn = _load_factors(x_base + rows * D, in_range, m0, n0, BM, BN2)
+                    # the transposed tile built from transposed factors: transposing the big tile in
+                    # registers would cost shuffles on every step
+                    kron_t = tl.reshape(tl.trans(xm)[:, None, :] * tl.trans(xn)[None, :, :], (BM * BN2, BLOCK_N))
+                    acc = tl.dot(kron_t, y, acc, input_precision=PREC)
             acc = acc * sigma
             f = tl.arange(0, BM * BN2)
             s2 = S2 + bh * D * D * E
@@ -269,11 +271,15 @@ if TRITON_AVAILABLE:
         n_idx = tl.arange(0, GB)
         feat = tl.arange(0, GB * E)
         d_idx = tl.arange(0, D)
-        for n0 in range(0, D, GB):
-            xn = tl.load(x_rows[:, None] + (n0 + n_idx)[None, :], mask=row_ok[:, None], other=0.0)
-            kron = tl.reshape(xn[:, :, None] * y[:, None, :], (BLOCK_N, GB * E))
-            block = tl.load(s2 + d_idx[:, None] * (D * E) + (n0 * E + feat)[None, :])
-            acc = tl.dot(kron, tl.trans(block).to(y.dtype), acc, input_precision=PREC)
+        # two n-blocks per step of the outer loop: with a single loop, ptxas builds each step's tile just
+        # in time in the registers the previous tensor-core step still reads, and waits for it
+        for n_pair in range(0, D, 2 * GB):
+            for half in range(2):
+                n0 = n_pair + half * GB
+                xn = tl.load(x_rows[:, None] + (n0 + n_idx)[None, :], mask=row_ok[:, None], other=0.0)
+                kron = tl.reshape(xn[:, :, None] * y[:, None, :], (BLOCK_N, GB * E))
+                block = tl.load(s2 + d_idx[:, None] * (D * E) + (n0 * E + feat)[None, :])
+                acc = tl.dot(kron, tl.trans(block).to(y.dtype), acc, input_precision=PREC)
         return acc
 
     @triton.jit(do_not_specialize=["N"])
@@ -424,7 +430,7 @@ def _summary(
         n, heads, rows, sigma,
         D=d, E=e, BLOCK_N=config.summary_rows, BM=config.summary_block_m, BN2=config.summary_block_n,
         NPAIRS=len(pairs), SYMMETRIC=config.summary_symmetric, HAS_MASK=mask is not None, HAS_T=t is not None, ATOMIC=atomic,
-        PREFETCH=config.prefetch, PREC=_float32_precision(x.dtype),
+        STEPS=config.summary_steps, PREC=_float32_precision(x.dtype),
         num_warps=config.summary_warps, num_stages=config.stages,
     )
     return s2.to(s2_dtype), low
