@@ -56,57 +56,58 @@ class KernelConfig:
     """Tiling of the kernels; ``default_config`` picks one per head dimension.
 
     The quadratic features of a row are its d x d products ``x_m x_n``; one tensor-core product takes the
-    pairs of ``block_m`` values of m and ``block_n`` values of n. ``symmetric`` keeps only blocks with
-    m-block <= n-block (square blocks; off-diagonal ones count twice), nearly halving the work. The summary
-    kernel (``summary_*``, its S2 always complete) and the per-row kernels (forward, dv) choose their blocks
-    independently; the gradient passes (dq, dk) take ``grad_block`` values of n per product. Each per-row
-    program reads all of S2 once, so its rows per program set the arithmetic per byte read from L2.
+    pairs of ``block_m`` values of m and ``block_n`` values of n. The summary kernel chooses its own blocks
+    (``summary_*``); ``summary_symmetric`` computes only blocks with m-block <= n-block (square blocks) and
+    mirrors them, nearly halving its work. The gradient passes take ``query_grad_block`` (dq) and
+    ``key_grad_block`` (dk) values of n per product. Each per-row program reads all of S2 once, so its
+    ``rows`` set the arithmetic per byte read from L2.
     """
 
     rows: int = 64  # rows per program in the per-row kernels
     block_m: int = 4
     block_n: int = 32
-    symmetric: bool = False
-    grad_block: int = 4
+    query_grad_block: int = 4
+    key_grad_block: int = 2
     warps: int = 4
     summary_rows: int = 64  # rows per step of the summary kernel
-    summary_block_m: int = 4
-    summary_block_n: int = 32
-    summary_symmetric: bool = False
+    summary_block_m: int = 16
+    summary_block_n: int = 16
+    summary_symmetric: bool = True
     summary_warps: int = 4
+    summary_steps: int = 4  # row tiles per step of the summary's fixed-length inner loop
     stages: int = 2
     half_summary: bool = True  # keep S2 in the inputs' half precision (float32 inputs: float32 always)
-    summary_steps: int = 4  # row tiles per step of the summary's fixed-length inner loop
     split_rows: int | None = None  # rows per summary program; None: enough programs to fill the GPU
 
     def check(self, d: int, d_v: int) -> None:
-        for name in ("block_m", "block_n", "grad_block", "summary_block_m", "summary_block_n"):
+        sizes = ("block_m", "block_n", "query_grad_block", "key_grad_block", "summary_block_m", "summary_block_n")
+        for name in sizes:
             size = getattr(self, name)
             if size < 1 or d % size or size & (size - 1):
                 raise ValueError(f"KernelConfig.{name}={size} must be a power of two dividing d={d}")
-        for prefix in ("", "summary_"):
-            m, n = getattr(self, prefix + "block_m"), getattr(self, prefix + "block_n")
-            if getattr(self, prefix + "symmetric") and m != n:
-                raise ValueError(f"KernelConfig.{prefix}symmetric needs square blocks ({prefix}block_m == block_n)")
-            if m * n < 16:
-                raise ValueError("tensor-core products need sizes of at least 16: raise block_m * block_n")
-        if 2 * self.grad_block > d:
-            raise ValueError(f"KernelConfig.grad_block={self.grad_block} must be at most d / 2 = {d // 2}")
-        if self.grad_block * d_v < 16 or min(self.rows, self.summary_rows) < 16:
-            raise ValueError("tensor-core products need sizes of at least 16 (grad_block * d_v, rows)")
+        if self.summary_symmetric and self.summary_block_m != self.summary_block_n:
+            raise ValueError("KernelConfig.summary_symmetric needs square blocks (summary_block_m == summary_block_n)")
+        if min(self.block_m * self.block_n, self.summary_block_m * self.summary_block_n) < 16:
+            raise ValueError("tensor-core products need sizes of at least 16: raise block_m * block_n")
+        for name in ("query_grad_block", "key_grad_block"):
+            size = getattr(self, name)
+            if 2 * size > d or size * d_v < 16:
+                raise ValueError(f"KernelConfig.{name}={size} must be at most d / 2 and at least 16 / d_v")
+        if min(self.rows, self.summary_rows) < 16:
+            raise ValueError("KernelConfig.rows and summary_rows must be at least 16")
 
 
 def default_config(d: int) -> KernelConfig:
     """Tilings measured fastest on an H100 (lra/attention/kernels/NOTES.md), by head dimension."""
     if d >= 64:
         return KernelConfig(
-            rows=128, block_m=1, block_n=d, grad_block=1, warps=8,
-            summary_block_m=16, summary_block_n=16, summary_symmetric=True, summary_warps=8,
+            rows=128, block_m=1, block_n=d, query_grad_block=1, key_grad_block=1, warps=8,
+            summary_block_m=16, summary_block_n=16, summary_warps=8,
         )
     square = min(16, d)
     return KernelConfig(
-        rows=64, block_m=max(1, 128 // d), block_n=d, grad_block=2, warps=4,
-        summary_block_m=square, summary_block_n=square, summary_symmetric=True, summary_warps=4,
+        rows=64, block_m=max(1, 128 // d), block_n=d, query_grad_block=min(4, d // 2), key_grad_block=2,
+        warps=4, summary_block_m=square, summary_block_n=square,
     )
 
 
@@ -168,8 +169,9 @@ if TRITON_AVAILABLE:
         y_base = Y + bh * N * E
         e_idx = tl.arange(0, E)
         if block < NPAIRS:
-            m0 = tl.load(PAIRS + 2 * block)
-            n0 = tl.load(PAIRS + 2 * block + 1)
+            # the alignment hints let the factor loads be wide and asynchronous
+            m0 = tl.multiple_of(tl.load(PAIRS + 2 * block), BM)
+            n0 = tl.multiple_of(tl.load(PAIRS + 2 * block + 1), BN2)
             acc = tl.zeros((BM * BN2, E), tl.float32)
             # a loop of run-time length around one of fixed length: with only the former, ptxas makes each
             # tensor-core step wait for the one before (its accumulators are redefined across the back edge)
@@ -203,8 +205,9 @@ if TRITON_AVAILABLE:
             d_idx = tl.arange(0, D)
             s1 = tl.zeros((D, E), tl.float32)
             z2 = tl.zeros((D, D), tl.float32)
-            s0 = tl.zeros((E,), tl.float32)
-            z1 = tl.zeros((D,), tl.float32)
+            # column sums accumulate per row and reduce once after the loop
+            s0 = tl.zeros((BLOCK_N, E), tl.float32)
+            z1 = tl.zeros((BLOCK_N, D), tl.float32)
             z0 = tl.zeros((BLOCK_N,), tl.float32)
             for start in range(row_begin, row_end, BLOCK_N):
                 rows = start + tl.arange(0, BLOCK_N)
@@ -222,9 +225,11 @@ if TRITON_AVAILABLE:
                 xt = x32 * t[:, None]
                 s1 = tl.dot(tl.trans(x32), y.to(tl.float32), s1, input_precision=PREC)
                 z2 = tl.dot(tl.trans(xt), x32, z2, input_precision=PREC)
-                s0 += tl.sum(y.to(tl.float32), axis=0)
-                z1 += tl.sum(xt, axis=0)
+                s0 += y.to(tl.float32)
+                z1 += xt
                 z0 += t
+            s0 = tl.sum(s0, axis=0)
+            z1 = tl.sum(z1, axis=0)
             low = LOW + bh * (D * E + D * D + E + D + 1)
             s1_ptrs = low + d_idx[:, None] * E + e_idx[None, :]
             z2_ptrs = low + D * E + d_idx[:, None] * D + d_idx[None, :]
@@ -247,17 +252,14 @@ if TRITON_AVAILABLE:
 
     @triton.jit
     def _features_times_s2(x_rows, row_ok, s2, D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr,
-                           BM: tl.constexpr, BN2: tl.constexpr, SYMMETRIC: tl.constexpr, PREC: tl.constexpr):
+                           BM: tl.constexpr, BN2: tl.constexpr, PREC: tl.constexpr):
         """sum_{m,n} x_m x_n S2[m, n, :] for each row, one (m-block, n-block) pair per tensor-core product."""
         acc = tl.zeros((BLOCK_N, E), tl.float32)
         f = tl.arange(0, BM * BN2)
         e_idx = tl.arange(0, E)
         for mb in range(0, D // BM):
-            first_nb = mb if SYMMETRIC else 0
-            for nb in range(first_nb, D // BN2):
+            for nb in range(0, D // BN2):
                 xm, xn = _load_factors(x_rows, row_ok, mb * BM, nb * BN2, BM, BN2)
-                if SYMMETRIC:
-                    xm = (xm.to(tl.float32) * tl.where(mb == nb, 1.0, 2.0)).to(xn.dtype)
                 kron = _kron(xm, xn, BLOCK_N, BM, BN2)
                 block = tl.load(s2 + ((mb * BM + f // BN2) * D + nb * BN2 + f % BN2)[:, None] * E + e_idx[None, :])
                 acc = tl.dot(kron, block.to(kron.dtype), acc, input_precision=PREC)
@@ -286,7 +288,7 @@ if TRITON_AVAILABLE:
     def _forward_kernel(
         Q, S2, LOW, OUT, DEN, N, a, b, c,
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr,
-        SYMMETRIC: tl.constexpr, PREC: tl.constexpr,
+        PREC: tl.constexpr,
     ):
         bh = tl.program_id(1).to(tl.int64)
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -296,7 +298,7 @@ if TRITON_AVAILABLE:
         q_rows = Q + bh * N * D + rows * D
         q32 = tl.load(q_rows[:, None] + d_idx[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
         low = LOW + bh * (D * E + D * D + E + D + 1)
-        quad = _features_times_s2(q_rows, row_ok, S2 + bh * D * D * E, D, E, BLOCK_N, BM, BN2, SYMMETRIC, PREC)
+        quad = _features_times_s2(q_rows, row_ok, S2 + bh * D * D * E, D, E, BLOCK_N, BM, BN2, PREC)
         s1 = tl.load(low + d_idx[:, None] * E + e_idx[None, :])
         z2 = tl.load(low + D * E + d_idx[:, None] * D + d_idx[None, :])
         s0 = tl.load(low + D * E + D * D + e_idx)
@@ -343,11 +345,11 @@ if TRITON_AVAILABLE:
         tl.store(DQ + bh * N * D + rows[:, None] * D + d_idx[None, :], dq.to(DQ.dtype.element_ty),
                  mask=row_ok[:, None])
 
-    @triton.jit(do_not_specialize=["N"])
+    @triton.jit(do_not_specialize=["N", "H"])
     def _backward_key_kernel(
         K, V, MASK, DS2, DLOW, DK, DV, N, H, a, b, c,
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, BM: tl.constexpr, BN2: tl.constexpr,
-        GB: tl.constexpr, SYMMETRIC: tl.constexpr, HAS_MASK: tl.constexpr,
+        GB: tl.constexpr, HAS_MASK: tl.constexpr,
         PREC: tl.constexpr,
     ):
         """dv = phi(k)^T dS_v and dk = d/dk phi(k)^T dS [v, 1]; zero on padded keys."""
@@ -364,7 +366,7 @@ if TRITON_AVAILABLE:
         v = tl.load(V + bh * N * E + rows[:, None] * E + e_idx[None, :], mask=row_ok[:, None], other=0.0)
         ds2 = DS2 + bh * D * D * E
         low = DLOW + bh * (D * E + D * D + E + D + 1)
-        quad_v = _features_times_s2(k_rows, row_ok, ds2, D, E, BLOCK_N, BM, BN2, SYMMETRIC, PREC)
+        quad_v = _features_times_s2(k_rows, row_ok, ds2, D, E, BLOCK_N, BM, BN2, PREC)
         ds1 = tl.load(low + d_idx[:, None] * E + e_idx[None, :])
         ds0 = tl.load(low + D * E + D * D + e_idx)
         dv = a * quad_v + b * tl.dot(k32, ds1, input_precision=PREC) + c * ds0[None, :]
@@ -410,6 +412,33 @@ def _rows_per_summary_program(n: int, bh: int, programs: int, config: KernelConf
     return math.ceil(math.ceil(n / splits) / step) * step
 
 
+_compiled: dict[tuple, object] = {}
+FAST_LAUNCH = True  # switch for measuring what the direct launch saves
+
+
+def _launch(kernel, grid: tuple[int, ...], args: tuple, constants: dict, warps: int, stages: int) -> None:
+    """Launch ``kernel`` through its compiled handle once one exists for these compile-time constants,
+    dtypes and pointer alignments. Triton's own launch re-derives the specialisation of every argument
+    on every call, which at N = 1-2k costs more host time than the kernels take on the GPU."""
+    tensors = [x for x in args if isinstance(x, torch.Tensor)]
+    if not FAST_LAUNCH or tensors[0].device.type != "cuda":
+        kernel[grid](*args, **constants, num_warps=warps, num_stages=stages)
+        return
+    key = (kernel, *constants.items(), warps, stages, tensors[0].device,
+           *((x.dtype, x.data_ptr() % 16 == 0) for x in tensors))
+    compiled = _compiled.get(key)
+    if compiled is None:
+        _compiled[key] = kernel[grid](*args, **constants, num_warps=warps, num_stages=stages)
+        return
+    named = {**dict(zip(kernel.arg_names, args)), **constants}
+    values = tuple(named[name] for name in kernel.arg_names)
+    stream = torch.cuda.current_stream(tensors[0].device).cuda_stream
+    hooks = triton.knobs.runtime
+    compiled.run(*grid, *(1,) * (3 - len(grid)), stream, compiled.function, compiled.packed_metadata,
+                 compiled.launch_metadata(grid, stream, *values), hooks.launch_enter_hook, hooks.launch_exit_hook,
+                 *values)
+
+
 def _summary(
     x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, mask: torch.Tensor | None, heads: int,
     sigma: float, config: KernelConfig,
@@ -425,14 +454,13 @@ def _summary(
     alloc = torch.zeros if atomic else torch.empty
     s2 = alloc((bh, d * d, e), device=x.device, dtype=torch.float32 if atomic else s2_dtype)
     low = alloc((bh, _low_size(d, e)), device=x.device, dtype=torch.float32)
-    _summary_kernel[(len(pairs) + 1, bh, splits)](
-        x, y, t if t is not None else x, mask if mask is not None else x, pairs, s2, low,
-        n, heads, rows, sigma,
+    constants = dict(
         D=d, E=e, BLOCK_N=config.summary_rows, BM=config.summary_block_m, BN2=config.summary_block_n,
-        NPAIRS=len(pairs), SYMMETRIC=config.summary_symmetric, HAS_MASK=mask is not None, HAS_T=t is not None, ATOMIC=atomic,
-        STEPS=config.summary_steps, PREC=_float32_precision(x.dtype),
-        num_warps=config.summary_warps, num_stages=config.stages,
+        NPAIRS=len(pairs), SYMMETRIC=config.summary_symmetric, HAS_MASK=mask is not None, HAS_T=t is not None,
+        ATOMIC=atomic, STEPS=config.summary_steps, PREC=_float32_precision(x.dtype),
     )
+    args = (x, y, t if t is not None else x, mask if mask is not None else x, pairs, s2, low, n, heads, rows, sigma)
+    _launch(_summary_kernel, (len(pairs) + 1, bh, splits), args, constants, config.summary_warps, config.stages)
     return s2.to(s2_dtype), low
 
 
@@ -445,12 +473,10 @@ class _FusedTaylorShift(torch.autograd.Function):
         s2, low = _summary(k, v, None, mask, heads, sigma, config)
         out = torch.empty_like(v)
         den = torch.empty((bh, n), device=q.device, dtype=torch.float32)
-        _forward_kernel[(triton.cdiv(n, config.rows), bh)](
-            q, s2, low, out, den, n, a, b, c,
-            D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n, SYMMETRIC=config.symmetric,
-            PREC=_float32_precision(q.dtype),
-            num_warps=config.warps, num_stages=config.stages,
-        )
+        constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
+                         PREC=_float32_precision(q.dtype))
+        _launch(_forward_kernel, (triton.cdiv(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
+                config.warps, config.stages)
         ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
         ctx.constants = (heads, a, b, c, sigma, config)
         return out
@@ -467,20 +493,16 @@ class _FusedTaylorShift(torch.autograd.Function):
         g = torch.empty_like(v)
         g_t = torch.empty((bh, n), device=q.device, dtype=torch.float32)
         dq = torch.empty_like(q)
-        _backward_query_kernel[grid](
-            q, dout, out, den, s2, low, g, g_t, dq, n, a, b,
-            D=d, E=e, BLOCK_N=config.rows, GB=config.grad_block, PREC=prec,
-            num_warps=config.warps, num_stages=config.stages,
-        )
+        constants = dict(D=d, E=e, BLOCK_N=config.rows, GB=config.query_grad_block, PREC=prec)
+        _launch(_backward_query_kernel, grid, (q, dout, out, den, s2, low, g, g_t, dq, n, a, b), constants,
+                config.warps, config.stages)
         ds2, dlow = _summary(q, g, g_t, None, heads, sigma, config)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
-        _backward_key_kernel[grid](
-            k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c,
-            D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n, GB=config.grad_block,
-            SYMMETRIC=config.symmetric, HAS_MASK=mask is not None, PREC=prec,
-            num_warps=config.warps, num_stages=config.stages,
-        )
+        constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
+                         GB=config.key_grad_block, HAS_MASK=mask is not None, PREC=prec)
+        args = (k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c)
+        _launch(_backward_key_kernel, grid, args, constants, config.warps, config.stages)
         return dq, dk, dv, None, None, None, None, None, None
 
 
