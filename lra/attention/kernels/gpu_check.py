@@ -1,16 +1,22 @@
 """Check and time the fused TaylorShift kernels on a CUDA GPU in one run.
 
-``python -m lra.attention.kernels.gpu_check --out DIR [--sections check,table,sweep,report]``
+``python -m lra.attention.kernels.gpu_check --out DIR [--sections check,sweep,overhead,table,report]``
+
+Sections run in the order given:
 
 * check: outputs and all input gradients against a float64 quadratic-form reference (fresh random inputs,
   padding, N not divisible by the tiles, d in {16, 32, 64}, bf16 and fp32), every config of the sweep too;
-  the caching allocator is filled with NaN first so that an unwritten element shows.
+  the caching allocator is filled with NaN first so that an unwritten element shows, and each check calls
+  twice (Triton's launch path, then the direct launch of the compiled kernels).
+* sweep: forward+backward time and per-kernel device times (torch profiler) of several tilings per d; then
+  picks, per d, the fastest summary tiling and the fastest per-row tiling among those that passed, checks
+  the combination, and hands it to the table.
+* overhead: host microseconds per call at a tiny size, with and without the direct launch, beside SDPA.
 * table: forward+backward time (median of ``triton.testing.do_bench``) and peak memory above the inputs
   (q, k, v and the output gradient) beside PyTorch SDPA, B=32, H=4, bf16, d in {32, 64}.
-* sweep: per-kernel device times (torch profiler) of several tilings at one size per d.
 * report: the compiler's registers, spills, shared memory and tensor-core instructions per kernel.
 
-Prints a short table last; the full log goes to DIR. Needs only torch and triton.
+Prints a short table last; the full results go to DIR/gpu_check.json. Needs only torch and triton.
 """
 
 from __future__ import annotations
@@ -287,6 +293,22 @@ def pick_configs(sweep: list[dict], checks: list[dict]) -> dict[int, ts.KernelCo
     return picks
 
 
+def pick_and_check(result: dict) -> dict[int, ts.KernelConfig]:
+    """The picked tilings that pass their own checks (recorded in ``result``)."""
+    picks = pick_configs(result["sweep"], result.get("check", []))
+    result["picks"] = {d: dataclasses.asdict(c) for d, c in picks.items()}
+    checks = [
+        {"config": "picked", **check_one(n, d, dtype, config=config)}
+        for d, config in picks.items()
+        for dtype in (torch.bfloat16, torch.float32)
+        for n in (1000, 4133)
+    ]
+    for r in checks:
+        log("check", r)
+    result.setdefault("check", []).extend(checks)
+    return {d: c for d, c in picks.items() if all(r["ok"] for r in checks if r["d"] == d)}
+
+
 def run_sweep(sizes, deadline) -> list[dict]:
     rows = []
     for d, n in sizes:
@@ -336,7 +358,7 @@ def run_overhead() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
-    parser.add_argument("--sections", default="check,table,sweep,report")
+    parser.add_argument("--sections", default="check,sweep,overhead,table,report")
     parser.add_argument("--dims", default="32,64")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--sweep-sizes", default="32:2048,32:16384,64:4096")
@@ -364,14 +386,7 @@ def main() -> None:
             result["check"] = run_checks(sorted({d for d, _ in sweep_sizes}) if "sweep" in sections else [])
         elif section == "sweep":
             result["sweep"] = run_sweep(sweep_sizes, deadline)
-            picks = pick_configs(result["sweep"], result.get("check", []))
-            result["picks"] = {d: dataclasses.asdict(c) for d, c in picks.items()}
-            checks = [{"config": "picked", **check_one(n, d, dt, config=c)}
-                      for d, c in picks.items() for dt in (torch.bfloat16, torch.float32) for n in (1000, 4133)]
-            for r in checks:
-                log("check", r)
-            result.setdefault("check", []).extend(checks)
-            picks = {d: c for d, c in picks.items() if all(r["ok"] for r in checks if r["d"] == d)}
+            picks = pick_and_check(result)
         elif section == "table":
             result["table"] = run_table(ds, lengths, deadline, picks)
         elif section == "overhead":

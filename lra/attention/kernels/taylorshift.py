@@ -9,21 +9,24 @@ linear in N: O(N d^2 d_v) time, O(d^2 d_v) memory per head beyond the inputs.
 
 The kernels never write the N x d^2 features to device memory. For one (batch, head):
 
-* ``summary``: over tiles of rows, build the row-wise Kronecker tile ``x_j[m-block] (x) x_j`` on chip and
-  accumulate ``S2[m, n, e] = sigma * sum_j x_jm x_jn y_je`` with the tensor cores, plus the small parts
+* ``summary``: over tiles of rows, build the row-wise Kronecker tile ``x_j[m-block] (x) x_j[n-block]`` on
+  chip and accumulate ``S2[m, n, e] = sigma * sum_j x_jm x_jn y_je`` with the tensor cores, only for blocks
+  with m-block <= n-block (S2 is symmetric in m, n; the others are stored mirrored), plus the small parts
   ``S1 = sigma X^T Y``, ``S0 = sigma sum_j y_j`` and the denominator's ``Z2 = sigma X^T diag(t) X``,
   ``Z1 = sigma X^T t``, ``Z0 = sigma sum_j t_j``. Forward: X = k, Y = v, t = 1 on real keys.
-* ``apply``: per tile of rows, ``phi(x)^T S`` as ``kron(x, x) @ S2 + x @ S1 + S0`` (and the same for the
-  denominator), and the gradient ``d/dx phi(x)^T S y`` as ``2a (kron(x, y) @ S2^T + t Z2 x) + b (S1 y + t Z1)``.
+* per-row kernels: ``phi(x)^T S`` as ``kron(x, x) @ S2 + x @ S1 + S0`` (and the same for the
+  denominator), and the gradient ``d/dx phi(x)^T S y = 2a (kron(x, y) @ S2^T + t Z2 x) + b (S1 y + t Z1)``.
 
 Backward with ``G_i = [dO_i / den_i, -(dO_i . out_i) / den_i]``: dq from the forward summary and G;
 the summary of (q, G) gives ``dS``; then ``dv_j = phi(k_j)^T dS_v`` and ``dk_j`` from ``dS`` and ``[v_j, 1]``.
-That is six passes of ``2 N d^2 d_v`` multiply-adds over the rows (two forward, four backward).
+That is six passes of ``2 N d^2 d_v`` multiply-adds over the rows (two of them, the summaries, about
+(1 + 16/d) / 2 of that with the mirrored blocks), about ``12 N d^3`` per head in all.
 
 ``sigma = 2^-ceil(log2 N)`` scales every summary, exactly (a power of two), so that sums over N rows
 stay within the half-precision range when they are cast for the tensor cores; it cancels in
 ``out = num / den``. Accumulation is always float32; float32 inputs use exact float32 products
 (no tf32), half-precision inputs use half-precision products for the d^3 terms and tf32 for the d^2 ones.
+Tilings, timings and what limits them: NOTES.md beside this file.
 """
 
 from __future__ import annotations
@@ -279,7 +282,7 @@ if TRITON_AVAILABLE:
             for half in range(2):
                 n0 = n_pair + half * GB
                 xn = tl.load(x_rows[:, None] + (n0 + n_idx)[None, :], mask=row_ok[:, None], other=0.0)
-                kron = tl.reshape(xn[:, :, None] * y[:, None, :], (BLOCK_N, GB * E))
+                kron = _kron(xn, y, BLOCK_N, GB, E)
                 block = tl.load(s2 + d_idx[:, None] * (D * E) + (n0 * E + feat)[None, :])
                 acc = tl.dot(kron, tl.trans(block).to(y.dtype), acc, input_precision=PREC)
         return acc
@@ -430,7 +433,7 @@ def _launch(kernel, grid: tuple[int, ...], args: tuple, constants: dict, warps: 
     if compiled is None:
         _compiled[key] = kernel[grid](*args, **constants, num_warps=warps, num_stages=stages)
         return
-    named = {**dict(zip(kernel.arg_names, args)), **constants}
+    named = {**dict(zip(kernel.arg_names, args, strict=False)), **constants}  # run-time arguments come first
     values = tuple(named[name] for name in kernel.arg_names)
     stream = torch.cuda.current_stream(tensors[0].device).cuda_stream
     hooks = triton.knobs.runtime
