@@ -14,6 +14,10 @@ from lra.attention.base import AttentionBackend
 from lra.attention.registry import register
 
 MODES = ("auto", "direct", "efficient")
+# Below this length the PyTorch direct form beats the fused efficient kernel on an H100 (bf16, fwd+bwd;
+# results/bench/nvidia-h100-80gb-hbm3/core_fwd_bwd.md); the paper's N0 = d^2 + d + 1 compares FLOPs of the
+# PyTorch forms, which the kernel does not follow.
+FUSED_CROSSOVER = 1024
 IMPLS = ("auto", "torch", "triton")
 
 
@@ -55,8 +59,10 @@ class TaylorShiftAttention(AttentionBackend):
       and ``out = Y[:, 1:] / Y[:, :1]``. ``(q~ (x) q~).(k~ (x) k~) = alpha^4 s^2``, so ``Y`` is
       ``alpha^4 sum_j w_ij V'_j``: the same function; ``alpha`` and ``1/N`` only keep the intermediates
       in range in low precision. Time O(N d^3), memory O(N d^2); no N x N tensor.
-    * ``auto``: efficient when ``N > crossover`` (default ``d^2 + d + 1``, the paper's FLOP crossover N0;
-      set a measured value to override).
+    * ``auto``: efficient when ``N > crossover``. The default crossover is the paper's FLOP crossover
+      ``N0 = d^2 + d + 1`` for the PyTorch forms, and ``FUSED_CROSSOVER`` where the fused kernel runs the
+      efficient form (measured on an H100 against the PyTorch direct form: ``results/bench/``); a
+      number given as ``crossover`` overrides both.
 
     ``impl``: ``torch`` runs the PyTorch forms above (the reference, and the CPU path); ``triton`` runs
     the efficient form through ``lra.attention.kernels.taylorshift.fused_taylorshift``; ``auto`` uses the
@@ -101,7 +107,7 @@ class TaylorShiftAttention(AttentionBackend):
                 stacklevel=2,
             )
         self.mode = mode
-        self.crossover = crossover_flops(head_dim) if crossover is None else crossover
+        self.crossover = crossover
         self.a, self.b, self.c = a, b, c
         self.output_normalized = output_normalized
         self.impl = impl
@@ -114,11 +120,15 @@ class TaylorShiftAttention(AttentionBackend):
             f"impl={self.impl}"
         )
 
-    def form_for(self, length: int) -> str:
-        """The form (``direct`` or ``efficient``) that runs for sequences of ``length`` tokens."""
+    def form_for(self, length: int, fused: bool = False) -> str:
+        """The form (``direct`` or ``efficient``) that runs for ``length`` tokens; ``fused``: whether the
+        efficient form would run through the fused kernel."""
         if self.mode != "auto":
             return self.mode
-        return "efficient" if length > self.crossover else "direct"
+        crossover = self.crossover
+        if crossover is None:
+            crossover = FUSED_CROSSOVER if fused else crossover_flops(self.head_dim)
+        return "efficient" if length > crossover else "direct"
 
     def forward(self, q, k, v, key_padding_mask=None):
         # Under autocast the norm runs in float32 and promotes; back to the input dtype, or the (N, d^2)
@@ -126,15 +136,16 @@ class TaylorShiftAttention(AttentionBackend):
         q_hat = F.normalize(q, dim=-1).to(q.dtype) * self.temperature.to(q.dtype)
         k_hat = F.normalize(k, dim=-1).to(k.dtype)
         real_keys = self._real_key_count(k, key_padding_mask)
-        if self.form_for(q.shape[-2]) == "direct":
+        fused = self._use_kernel(q)
+        if self.form_for(q.shape[-2], fused) == "direct":
             out = self._direct(q_hat, k_hat, v, key_padding_mask)
-        elif self._use_kernel(q):
+        elif fused:
             out = _fused_kernel()(q_hat, k_hat, v, key_padding_mask, self.a, self.b, self.c)
         else:
             out = self._efficient(q_hat, k_hat, v, key_padding_mask, real_keys)
         if self.output_normalized:
             out = out * (real_keys / self.head_dim).sqrt().to(out.dtype)
-        return out
+        return out.to(v.dtype)  # autocast runs some reductions in float32; hand back the input's dtype
 
     @staticmethod
     def _real_key_count(k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:

@@ -35,10 +35,9 @@ class LRAModule(L.LightningModule):
             self.model.compile()  # in place: parameter names (and checkpoints) stay those of the plain model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        classes = spec.num_classes
-        self.train_acc = MulticlassAccuracy(classes, average="micro")
-        self.val_acc = MulticlassAccuracy(classes, average="micro")
-        self.test_acc = MulticlassAccuracy(classes, average="micro")
+        # validate_args=False: the checks read values back from the GPU, a device sync on every step
+        accuracy = partial(MulticlassAccuracy, spec.num_classes, average="micro", validate_args=False)
+        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_acc_best = MaxMetric()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lra.attention
-from lra.attention.taylorshift import crossover_flops
+from lra.attention.taylorshift import FUSED_CROSSOVER, crossover_flops
 from tests.attention.cases import qkv, suffix_padding
 
 
@@ -82,9 +82,18 @@ def test_default_coefficients_match_softmax_for_small_scores():
 def test_auto_switches_at_the_papers_crossover(head_dim):
     backend = lra.attention.create("taylorshift", num_heads=1, head_dim=head_dim)
     n0 = head_dim**2 + head_dim + 1
-    assert crossover_flops(head_dim) == n0 == backend.crossover
+    assert crossover_flops(head_dim) == n0 and backend.crossover is None
     assert backend.form_for(n0) == "direct"
     assert backend.form_for(n0 + 1) == "efficient"
+
+
+def test_auto_with_the_fused_kernel_switches_at_the_measured_crossover():
+    backend = lra.attention.create("taylorshift", num_heads=1, head_dim=64)
+    assert backend.form_for(FUSED_CROSSOVER, fused=True) == "direct"
+    assert backend.form_for(FUSED_CROSSOVER + 1, fused=True) == "efficient"
+    assert backend.form_for(FUSED_CROSSOVER + 1, fused=False) == "direct"  # 64^2 + 64 + 1 = 4161 for PyTorch
+    explicit = lra.attention.create("taylorshift", num_heads=1, head_dim=64, crossover=100)
+    assert explicit.form_for(101, fused=True) == explicit.form_for(101, fused=False) == "efficient"
 
 
 def test_auto_runs_the_form_it_announces(monkeypatch):
