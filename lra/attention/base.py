@@ -13,6 +13,8 @@ class AttentionBackend(nn.Module):
     ``key_padding_mask`` is ``(batch, length)``, ``True`` where the key is padding. A padded key
     must have no influence on any real query. Outputs at padded query positions are unspecified
     (finite, but nothing downstream may read them).
+    The output has the dtype of ``v``: under autocast some backends compute in float32, and the base
+    class casts their result back, so the next layer sees what it would see from softmax.
 
     The projections around the core (q/k/v/out linear layers) belong to the encoder block, so every
     backend is compared on the same parameters. Each subclass documents its formula, its paper and
@@ -35,6 +37,7 @@ class AttentionBackend(nn.Module):
         self.head_dim = head_dim
         self.max_length = max_length
         self.dropout = dropout
+        self.register_forward_hook(_in_the_dtype_of_values, with_kwargs=True)
 
     def forward(
         self,
@@ -47,3 +50,8 @@ class AttentionBackend(nn.Module):
 
     def extra_repr(self) -> str:
         return f"heads={self.num_heads}, head_dim={self.head_dim}"
+
+
+def _in_the_dtype_of_values(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor:
+    values = args[2] if len(args) > 2 else kwargs["v"]
+    return output.to(values.dtype)

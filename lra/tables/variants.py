@@ -26,7 +26,9 @@ IGNORED_KEYS = ("seed", "run_id", "ckpt_path", "preset", "logger", "paths", "hyd
                 "trainer.enable_model_summary", "trainer.precision",  # trainer.precision is ${precision}
                 # where the data comes from is the record's data-source label, which splits cells by itself
                 "task.source", "task.generate_large", "task.generate_workers", "task.generator_workers",
-                "task.prepare_workers")
+                "task.prepare_workers",
+                # a wall-clock cap: when it stops a run early, the run shows as shortened by its steps
+                "trainer.max_time")
 STEP_KEY = "trainer.max_steps"
 
 
