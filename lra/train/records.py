@@ -97,6 +97,10 @@ class ResultsStore:
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout lra runs from (``-dirty`` with uncommitted changes); ``LRA_COMMIT`` where the
+    tree has no ``.git`` (a copy sent to a GPU machine)."""
+    if os.environ.get("LRA_COMMIT"):
+        return os.environ["LRA_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)

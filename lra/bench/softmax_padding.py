@@ -1,9 +1,8 @@
 """Time softmax attention on padded batches: SDPA with a mask vs packed variable-length FlashAttention.
 
-Not a test (pytest does not collect it): a GPU timing script for the choice of ``softmax.padding``.
-Run from the repository root on a CUDA machine:
+A GPU timing for the choice of ``softmax.padding``; run from the repository root on a CUDA machine:
 
-    python -m tests.attention.time_softmax_padding [--csv results/bench/softmax_padding.csv]
+    python -m lra.bench.softmax_padding [--csv results/bench/<device>/softmax_padding/softmax_padding.csv]
 
 For each length N and head width d it times forward + backward of the attention core (B=32, H=4, bf16,
 CUDA events, median of --repeats after --warmup) on a batch whose real lengths are spread uniformly over
