@@ -10,6 +10,10 @@ from lra.attention.registry import register
 
 PADDING_PATHS = ("auto", "mask", "varlen")
 FLASH_DTYPES = (torch.float16, torch.bfloat16)
+# From this length auto packs padded batches for FlashAttention varlen: on an H100 (bf16, fwd+bwd, B=32,
+# H=4, real lengths spread over N/4..N) varlen beat the masked SDPA kernel at 4K and 8K (d = 32 and 64)
+# and lost below, by up to 2.3x at 1K (results/bench/nvidia-h100-80gb-hbm3/softmax_padding/).
+VARLEN_FROM_LENGTH = 4096
 
 try:  # torch >= 2.10 on CUDA; absent before
     from torch.nn.attention.varlen import varlen_attn
@@ -34,7 +38,8 @@ class SoftmaxAttention(AttentionBackend):
       positions cost nothing; outputs at padded queries are 0. Needs CUDA, fp16/bf16, and no attention
       dropout in training (the varlen kernel has none); costs one device-to-host sync (the longest
       length) per call.
-    * ``auto``: ``varlen`` where it can run, else ``mask``.
+    * ``auto``: ``varlen`` where it can run and the sequence has at least ``VARLEN_FROM_LENGTH``
+      positions (where it was measured faster), else ``mask``.
     """
 
     def __init__(
@@ -71,7 +76,9 @@ class SoftmaxAttention(AttentionBackend):
                 f"fp16/bf16 and no attention dropout in training; got torch {torch.__version__}, "
                 f"{q.device}, {q.dtype}, dropout {dropout}. Use padding=auto or padding=mask"
             )
-        return self.padding != "mask" and usable
+        if self.padding == "auto":
+            return usable and q.shape[-2] >= VARLEN_FROM_LENGTH
+        return self.padding == "varlen"
 
 
 def _varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
