@@ -154,11 +154,13 @@ class LRADataModule(L.LightningDataModule):
         return {"cache": str(self.cache_dir) if self.cache_dir else None}
 
     def prepare_data(self) -> None:
-        self.cache_dir = self.build_cache()
-
-    def setup(self, stage: str | None = None) -> None:
+        # Lightning calls this again for fit and for every test; finding and verifying the cache (its
+        # sha256 digests) once per data module is enough.
         if self.cache_dir is None:
             self.cache_dir = self.build_cache()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()
         if not self.splits:
             self.splits = {
                 s: CachedSplit(self.cache_dir, s, self.spec, self.form)

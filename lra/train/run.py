@@ -149,8 +149,14 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
     }
 
 
-def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule) -> dict[str, Any]:
+def checkpoint_callbacks(trainer: L.Trainer) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """The (best, last) checkpoint callbacks that ``make_trainer`` installed, in that order."""
     best, last = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    return best, last
+
+
+def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule) -> dict[str, Any]:
+    best, last = checkpoint_callbacks(trainer)
     metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
     if not cfg.test_after_fit:
         return metrics
@@ -164,7 +170,7 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
 
 
 def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
-    best, last = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    best, last = checkpoint_callbacks(trainer)
     return {"best": best.best_model_path, "last": last.last_model_path}
 
 
