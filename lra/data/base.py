@@ -195,6 +195,9 @@ class LRADataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            # Each new iterator draws a worker seed from this generator; from the global one it would shift
+            # the dropout masks of a run resumed inside an epoch against the uninterrupted run.
+            generator=torch.Generator().manual_seed(0),
         )
 
 

@@ -102,8 +102,9 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        # Lightning draws one batch ahead of the step it is on, so one batch handed out is not yet consumed.
-        return {"epoch": self.batch_sampler.epoch, "consumed": max(self.taken - 1, 0)}
+        # Lightning draws no batch ahead of the step it is on when the loader has a length (its fetcher
+        # prefetches only to find the last batch of an unsized one), so every batch handed out is consumed.
+        return {"epoch": self.batch_sampler.epoch, "consumed": self.taken}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.batch_sampler.epoch = state["epoch"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 def _sync(device: torch.device) -> None:
@@ -138,3 +142,40 @@ class RandomStateCheckpoint(L.Callback):
         random.setstate(state_dict["python"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` after every validation and when training stops, atomically (a temporary file,
+    then a rename), so a run killed at any moment resumes from its latest validation.
+
+    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only in a step where it also
+    saves a top-k checkpoint, or at an epoch's end: a run killed inside a long epoch (LRA ListOps: 3,000
+    steps) on a plateau had nothing to resume from. As a ``Checkpoint``, Lightning runs this after the
+    other callbacks (the best-checkpoint one included), so the file records their state at this step.
+    """
+
+    FILENAME = "last.ckpt"
+
+    def __init__(self, dirpath: str | Path):
+        self.dirpath = Path(dirpath)
+        self.last_model_path = ""
+        self._saved_step = -1
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self._saved_step:
+            return
+        path = self.dirpath / self.FILENAME
+        partial = path.with_name(f".{self.FILENAME}.partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, path)
+        trainer.strategy.barrier("last_checkpoint")
+        self._saved_step = trainer.global_step
+        self.last_model_path = str(path)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import lra.data
 from lra.model import ModelConfig
-from lra.train.callbacks import EfficiencyMonitor, RandomStateCheckpoint, ValidationHistory
+from lra.train.callbacks import EfficiencyMonitor, LastCheckpoint, RandomStateCheckpoint, ValidationHistory
 from lra.train.config import ConfigError, attention_options, find_last_checkpoint, runs_root, validate
 from lra.train.logging import finish_wandb, make_wandb_logger, run_location
 from lra.train.module import LRAModule
@@ -78,11 +78,12 @@ def resolve_run(cfg: DictConfig) -> tuple[str, Path, Path | None]:
 def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L.Callback]) -> L.Trainer:
     """Checkpoints are written right after each validation, the best first, so that last.ckpt always
     records a best checkpoint that exists and a validation that has happened: a run killed at any
-    moment resumes into exactly the state an uninterrupted run had."""
+    moment resumes into exactly the state an uninterrupted run had. last.ckpt is written once more when
+    training stops (max_steps, or a trainer.max_time cap), so a capped run goes on from where it stopped."""
     checkpoints = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-step{step}", monitor="val/acc", mode="max",
                            save_top_k=1, auto_insert_metric_name=False)
-    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True)
+    last = LastCheckpoint(checkpoints)
     callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps), best, last]
     return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
                      callbacks=callbacks, default_root_dir=run_dir)
@@ -149,9 +150,10 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
     }
 
 
-def checkpoint_callbacks(trainer: L.Trainer) -> tuple[ModelCheckpoint, ModelCheckpoint]:
-    """The (best, last) checkpoint callbacks that ``make_trainer`` installed, in that order."""
-    best, last = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+def checkpoint_callbacks(trainer: L.Trainer) -> tuple[ModelCheckpoint, LastCheckpoint]:
+    """The (best, last) checkpoint callbacks that ``make_trainer`` installed."""
+    (best,) = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    (last,) = (cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint))
     return best, last
 
 

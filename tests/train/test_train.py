@@ -15,6 +15,7 @@ import torch
 
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
+from lra.train.config import identity_key
 from lra.train.module import LRAModule
 from lra.train.run import evaluate, load_checkpoint, train
 from tests.helpers import ROOT, TINY_RUN, compose_train, run_script, user_environment, wandb_offline_summary
@@ -69,6 +70,26 @@ def test_a_run_writes_record_checkpoints_and_an_offline_wandb_run(workdir: Path)
     assert summary["efficiency/peak_memory_mib"] == pytest.approx(efficiency["peak_memory_mib"])
 
 
+def test_a_run_stopped_inside_an_epoch_goes_on_under_a_longer_cap(workdir: Path) -> None:
+    # One epoch is 100 steps; the first run stops at step 30, between validations, inside it.
+    common = [*TINY_RUN, "task.num_train=3200", "trainer.val_check_interval=20", "logger=none"]
+    first = train(compose_train([*common, "trainer.max_steps=30", "+trainer.max_time=00:01:00:00"]))
+    last = Path(first["paths"]["checkpoints"]["last"])
+    assert load_checkpoint(last)["global_step"] == 30 and "test/acc@last" in first["metrics"]
+
+    resumed = train(compose_train([*common, "trainer.max_steps=50", f"ckpt_path={last}"]))
+    assert resumed["run_id"] == first["run_id"] and resumed["resumed"] == 1
+    assert resumed["metrics"]["step"] == 50
+    assert [point["step"] for point in resumed["history"]] == [20, 40]  # validations only at multiples of 20
+
+
+def test_a_longer_time_cap_or_other_display_keys_keep_the_run_identity() -> None:
+    base = identity_key(compose_train(TINY_RUN))
+    same = ["+trainer.max_time=00:00:08:00", "progress_refresh_steps=7", "task.eval_batch_size=256"]
+    assert identity_key(compose_train([*TINY_RUN, *same])) == base
+    assert identity_key(compose_train([*TINY_RUN, "trainer.max_steps=21"])) != base
+
+
 def _module_of(cfg):
     from lra.train.run import build_module, prepare_data
 
@@ -112,7 +133,10 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_result(workdir: Path) -> None:
-    common = [*TINY_RUN, "trainer.max_steps=120", "trainer.val_check_interval=20", "logger.wandb.mode=offline"]
+    # 3,200 examples: one epoch is 100 steps, so the kill lands inside the first epoch, where Lightning's
+    # own save_last would have written nothing yet; dropout makes the random state part of the check.
+    common = [*TINY_RUN, "task.num_train=3200", "model.dropout=0.2", "trainer.max_steps=120",
+              "trainer.val_check_interval=20", "logger.wandb.mode=offline"]
     assert run_script("train.py", [*common, "run_id=straight"], cwd=workdir).returncode == 0
 
     victim = _start([*common, "run_id=victim"], workdir)
@@ -123,6 +147,8 @@ def test_a_killed_run_resumes_to_the_same_result(workdir: Path) -> None:
     victim.wait()
     killed = json.loads((workdir / "results/runs/victim.json").read_text())
     assert killed["status"] == "running", "the kill came after the run finished; the test proved nothing"
+    (last,) = workdir.glob("models/**/victim/checkpoints/last.ckpt")
+    assert load_checkpoint(last)["global_step"] < 100, "last.ckpt was first written at an epoch's end"
 
     resumed = run_script("train.py", [*common, "ckpt_path=last"], cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
