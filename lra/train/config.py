@@ -16,10 +16,8 @@ import lra.attention
 import lra.data
 from lra.model import ModelConfig
 
-# Keys that do not change what a run computes, so they do not change its identity (and resuming with
-# a different value still finds the run).
-# Keys that change where files go, what is shown or when a run stops, not what it computes: a run capped by
-# trainer.max_time resumes with ckpt_path=last under a longer cap.
+# Keys that change where files go, what is shown or when a run stops, not what it computes: they are not part
+# of a run's identity, so resuming with another value (a longer trainer.max_time cap) still finds the run.
 _NOT_IDENTITY = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.devices", "trainer.num_nodes",
                  "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
                  "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps")
