@@ -148,10 +148,11 @@ class LastCheckpoint(Checkpoint):
     """Writes ``last.ckpt`` after every validation and when training stops, atomically (a temporary file,
     then a rename), so a run killed at any moment resumes from its latest validation.
 
-    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only in a step where it also
-    saves a top-k checkpoint, or at an epoch's end: a run killed inside a long epoch (LRA ListOps: 3,000
-    steps) on a plateau had nothing to resume from. As a ``Checkpoint``, Lightning runs this after the
-    other callbacks (the best-checkpoint one included), so the file records their state at this step.
+    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` at a validation only in a step
+    where it also saves a top-k checkpoint (never, with ``save_top_k=0``): runs killed on the H100 after
+    many validations (ListOps, Pathfinder) had no ``last.ckpt`` to resume from. As a ``Checkpoint``,
+    Lightning runs this after the other callbacks (the best-checkpoint one included), so the file records
+    their state at this step.
     """
 
     FILENAME = "last.ckpt"
