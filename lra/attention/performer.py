@@ -117,23 +117,25 @@ class PerformerAttention(AttentionBackend):
                 self.redraw()
             self.training_calls += 1
         real = None if key_padding_mask is None else (~key_padding_mask)[:, None, :, None].to(k.dtype)
+        if self.chunk_size is None:
+            kv, normaliser = self._key_summary(k, v, real, None, key_padding_mask)
+            return self._readout(q, kv, normaliser)
         key_shift = self._key_shift(k, key_padding_mask)
-        chunk = self.chunk_size or k.shape[-2]
         kv, normaliser = 0, 0
-        for start in range(0, k.shape[-2], chunk):
-            part = slice(start, start + chunk)
+        for start in range(0, k.shape[-2], self.chunk_size):
+            part = slice(start, start + self.chunk_size)
             real_part = None if real is None else real[:, :, part]
             kv_part, norm_part = self._maybe_checkpoint(self._key_summary, k[:, :, part], v[:, :, part],
                                                         real_part, key_shift)
             kv, normaliser = kv + kv_part, normaliser + norm_part
         outputs = [
-            self._maybe_checkpoint(self._readout, q[:, :, start:start + chunk], kv, normaliser)
-            for start in range(0, q.shape[-2], chunk)
+            self._maybe_checkpoint(self._readout, q[:, :, start:start + self.chunk_size], kv, normaliser)
+            for start in range(0, q.shape[-2], self.chunk_size)
         ]
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
+        return torch.cat(outputs, dim=-2)
 
     def _maybe_checkpoint(self, fn, *args):
-        if self.chunk_size is None or not torch.is_grad_enabled():
+        if not torch.is_grad_enabled():
             return fn(*args)
         return checkpoint(fn, *args, use_reentrant=False)
 
@@ -145,37 +147,48 @@ class PerformerAttention(AttentionBackend):
 
     @torch.no_grad()
     def _key_shift(self, k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """Max of the key exponents over real keys and features, per (batch, head); softmax kernel only."""
+        """Max of the key exponents over real keys and features, per (batch, head); softmax kernel only.
+
+        A separate pass over the chunks: every chunk's features need the shift of all keys.
+        """
         if self.kernel != "softmax":
             return None
-        chunk = self.chunk_size or k.shape[-2]
         dtype = torch.promote_types(k.dtype, torch.float32)  # as _project computes the exponents
         shift = torch.full(k.shape[:2] + (1, 1), -torch.inf, dtype=dtype, device=k.device)
-        for start in range(0, k.shape[-2], chunk):
-            exponent = self._project(k[:, :, start:start + chunk])
-            if key_padding_mask is not None:
-                pad = key_padding_mask[:, None, start:start + chunk, None]
-                exponent = exponent.masked_fill(pad, -torch.inf)
-            shift = torch.maximum(shift, exponent.amax(dim=(-1, -2), keepdim=True))
-        return shift.nan_to_num(0.0, neginf=0.0)  # an example with no real key: any finite shift will do
+        for start in range(0, k.shape[-2], self.chunk_size):
+            part = slice(start, start + self.chunk_size)
+            pad = None if key_padding_mask is None else key_padding_mask[:, part]
+            shift = torch.maximum(shift, _masked_max(self._project(k[:, :, part]), pad))
+        return shift
 
-    def _features(self, x: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    def _features(self, x: torch.Tensor, exponent: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+        """phi(x) from its projection ``exponent``; ``shift=None`` shifts each row by its own maximum."""
         scale = self.nb_features**-0.5
-        exponent = self._project(x)
         if self.kernel == "relu":
             return (scale * F.relu(exponent) + RELU_EPS).to(x.dtype)
-        if shift is None:  # queries: each row's own maximum
+        if shift is None:
             shift = exponent.detach().amax(-1, keepdim=True)
         squared_norm = (x.to(exponent.dtype) ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
         return (scale * (torch.exp(exponent - squared_norm - shift) + SOFTMAX_EPS)).to(x.dtype)
 
-    def _key_summary(self, k, v, real, key_shift):
-        phi = self._features(k, key_shift)
+    def _key_summary(self, k, v, real, key_shift, key_padding_mask=None):
+        exponent = self._project(k)
+        if key_shift is None and self.kernel == "softmax":
+            # Unchunked: the stabiliser comes from these same exponents, so the keys are projected once.
+            key_shift = _masked_max(exponent.detach(), key_padding_mask)
+        phi = self._features(k, exponent, key_shift)
         if real is not None:
             phi = phi * real
         return phi.transpose(-1, -2) @ v, phi.sum(-2, keepdim=True)
 
     def _readout(self, q, kv, normaliser):
-        phi = self._features(q, None)
+        phi = self._features(q, self._project(q), None)
         denominator = (phi * normaliser).sum(-1, keepdim=True)
         return (phi @ kv) / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+
+
+def _masked_max(exponent: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """Max over real keys and features per (batch, head); 0 for an example with no real key."""
+    if key_padding_mask is not None:
+        exponent = exponent.masked_fill(key_padding_mask[:, None, :, None], -torch.inf)
+    return exponent.amax(dim=(-1, -2), keepdim=True).nan_to_num(0.0, neginf=0.0)
