@@ -140,14 +140,23 @@ def training_entries(result: AccuracyResult) -> list[Entry]:
     entries = []
     for (device, setting, length, kind), by_attention in sorted(groups.items(), key=str):
         base = by_attention.get("softmax", [])
-        base_speed, base_memory = _mean(base, "steps_per_s"), _mean(base, "peak_memory_mib")
+        base_speed, base_memory = _mean(_alone(base), "steps_per_s"), _mean(base, "peak_memory_mib")
         for attention in sorted(by_attention, key=lambda a: (a != "softmax", a)):
             measured = by_attention[attention]
-            speed, memory = _mean(measured, "steps_per_s"), _mean(measured, "peak_memory_mib")
+            speed, memory = _mean(_alone(measured), "steps_per_s"), _mean(measured, "peak_memory_mib")
             entries.append(Entry("training", device, setting, attention, length, "ok", speed, memory,
                                  _divide(speed, base_speed), _divide(memory, base_memory), len(measured),
-                                 _mean(measured, "tokens_per_s"), kind))
+                                 _mean(_alone(measured), "tokens_per_s"), kind))
     return entries
+
+
+def _alone(efficiencies: list[dict]) -> list[dict]:
+    """The measurements whose speed means something: CPU runs, and GPU runs known to have had the GPU alone.
+
+    Peak memory is per process, so every run counts for it; a GPU run without ``device_processes`` (older
+    records) or with other processes on its GPU has no speed here.
+    """
+    return [e for e in efficiencies if e.get("memory_kind") == "cpu_peak_rss" or e.get("device_processes") == 1]
 
 
 def _mean(efficiencies: list[dict], key: str) -> float | None:
@@ -198,7 +207,8 @@ def training_table(entries: list[Entry]) -> Table:
                    "peak MiB (× softmax)", "memory kind"])
     table.caption = ("From the run records' efficiency fields (the steps after measure_warmup_steps; peak memory: "
                      "CUDA max allocated, or the process's peak RSS on CPU). Ratios to softmax on the same device, "
-                     "task, preset (with the same changes) and length.")
+                     "task, preset (with the same changes) and length. Speeds only from runs that had their GPU "
+                     "to themselves (efficiency.device_processes = 1); memory from every run.")
     for e in (e for e in entries if e.source == "training"):
         table.add([e.device, e.setting, str(e.length), e.name, str(e.runs), _with_ratio(e.steps_per_s,
                    e.speed_vs_softmax, ".4g"), _with_ratio(e.tokens_per_s, None, ".4g"),

@@ -20,6 +20,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def device_process_count(device: torch.device) -> int | None:
+    """Compute processes on a CUDA device, this one included; None on CPU or where NVML is missing."""
+    if device.type != "cuda":
+        return None
+    try:
+        listing = torch.cuda.list_gpu_processes(device)
+    except Exception:  # NVML refused (some sandboxes): unknown
+        return None
+    # torch reports a missing NVML in the text; and this process is on the device, so no line at all means
+    # NVML cannot see processes here (a PID namespace): unknown, not zero.
+    return sum(line.startswith("process ") for line in listing.splitlines()) or None
+
+
 class EfficiencyMonitor(L.Callback):
     """Steady-state training throughput and peak memory.
 
@@ -28,6 +41,8 @@ class EfficiencyMonitor(L.Callback):
     synchronisation at each boundary so asynchronous GPU work is counted where it runs. Token counts
     are kept on the device and read once at the end. Peak memory is ``torch.cuda.max_memory_allocated``
     on GPU and the process's peak resident set size on CPU (labelled in ``memory_kind``).
+    On a GPU, ``device_processes`` is the most compute processes seen on it at the measurement's
+    boundaries (NVML; None where it cannot tell): a run that shared its GPU has a meaningless speed.
     """
 
     def __init__(self, warmup_steps: int = 10):
@@ -41,15 +56,23 @@ class EfficiencyMonitor(L.Callback):
         self.samples = 0
         self.padded_tokens = 0
         self.real_tokens: torch.Tensor | int = 0
+        self.device_processes: int | None = None
+
+    def _count_device_processes(self, device: torch.device) -> None:
+        count = device_process_count(device)
+        if count is not None:
+            self.device_processes = max(count, self.device_processes or 0)
 
     def _pause(self, trainer: L.Trainer) -> None:
         if self.started is not None:
             _sync(trainer.strategy.root_device)
             self.elapsed += time.perf_counter() - self.started
             self.started = None
+            self._count_device_processes(trainer.strategy.root_device)
 
     def _resume(self, trainer: L.Trainer) -> None:
         if self.started is None and self.steps_seen(trainer) >= self.warmup_steps:
+            self._count_device_processes(trainer.strategy.root_device)
             _sync(trainer.strategy.root_device)
             self.started = time.perf_counter()
 
@@ -101,6 +124,7 @@ class EfficiencyMonitor(L.Callback):
             "measured_steps": self.steps,
             "measured_seconds": round(self.elapsed, 3),
             "warmup_steps": self.warmup_steps,
+            "device_processes": self.device_processes,
         }
 
 

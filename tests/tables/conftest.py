@@ -128,7 +128,8 @@ def scenario_records(conf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     """Two seeds, a failed run, a running run, a missing cell, two runs of other protocols, a shortened run,
     a model over LRA's parameter rule, and a run without a preset."""
     records = RecordWriter(conf_dir, tmp_path_factory.mktemp("scenario") / "runs")
-    fast = {"steps_per_s": 10.0, "peak_memory_mib": 1000.0, "tokens_per_s": 1e5, "memory_kind": "cuda_max_allocated"}
+    fast = {"steps_per_s": 10.0, "peak_memory_mib": 1000.0, "tokens_per_s": 1e5, "memory_kind": "cuda_max_allocated",
+            "device_processes": 1}
     curve = [{"step": 50, "val/acc": 0.2}, {"step": 100, "val/acc": 0.3}]
     records.write("a1", preset="lra/listops", seed=1, best=0.36, last=0.30, data_source=LISTOPS_FILES,
                   efficiency=fast, history=curve)

@@ -76,18 +76,23 @@ def test_newest_point_wins_and_bad_csv_is_named(bench_dir: Path) -> None:
 def test_training_runs_speed_and_memory_relative_to_softmax(conf_dir: Path, presets, tmp_path: Path) -> None:
     records = RecordWriter(conf_dir, tmp_path / "runs")
     measured = {"steps_per_s": 10.0, "peak_memory_mib": 1000.0, "tokens_per_s": 2e4,
-                "memory_kind": "cuda_max_allocated"}
+                "memory_kind": "cuda_max_allocated", "device_processes": 1}
     records.write("s1", preset="lra/listops", seed=1, best=0.3, last=0.3, efficiency=measured)
     records.write("s2", preset="lra/listops", seed=2, best=0.3, last=0.3, efficiency={**measured, "steps_per_s": 12.0})
+    # Speeds of a run that shared its GPU, or that cannot say, mean nothing; their peak memory (per process) counts.
+    shared = {**measured, "steps_per_s": 3.0, "device_processes": 3, "peak_memory_mib": 1300.0}
+    records.write("s3", preset="lra/listops", seed=3, best=0.3, last=0.3, efficiency=shared)
+    unknown = {key: value for key, value in measured.items() if key != "device_processes"}
+    records.write("s4", preset="lra/listops", seed=4, best=0.3, last=0.3, efficiency={**unknown, "steps_per_s": 1.0})
     records.write("p1", preset="lra/listops", attention="performer", best=0.2, last=0.2,
                   efficiency={**measured, "steps_per_s": 22.0, "peak_memory_mib": 250.0})
     records.write("c1", preset="lra/listops", attention="performer", best=0.2, last=0.2, device="cpu (x86_64)",
-                  efficiency={**measured, "steps_per_s": 1.0})
+                  efficiency={**unknown, "steps_per_s": 1.0, "memory_kind": "cpu_peak_rss"})
     result = accuracy.build(load_local(tmp_path / "runs"), presets)
     table = efficiency.training_table(efficiency.training_entries(result))
     rows = {(row[0], row[3]): row for row in table.rows}
-    assert rows["NVIDIA H100", "softmax"][4:8] == ["2", "11 (1.00×)", "2e+04", "1000 (1.00×)"]
-    assert rows["NVIDIA H100", "performer"][4:8] == ["1", "22 (2.00×)", "2e+04", "250 (0.25×)"]
+    assert rows["NVIDIA H100", "softmax"][4:8] == ["4", "11 (1.00×)", "2e+04", "1075 (1.00×)"]
+    assert rows["NVIDIA H100", "performer"][4:8] == ["1", "22 (2.00×)", "2e+04", "250 (0.23×)"]
     assert rows["cpu (x86_64)", "performer"][5] == "1"  # another device: no ratio to the H100's softmax
     assert rows["NVIDIA H100", "softmax"][1:3] == ["ListOps, preset lra/listops", "2000"]
 

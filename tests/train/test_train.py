@@ -15,6 +15,7 @@ import torch
 
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
+from lra.train.callbacks import device_process_count
 from lra.train.config import identity_key
 from lra.train.module import LRAModule
 from lra.train.run import evaluate, load_checkpoint, train
@@ -54,6 +55,7 @@ def test_a_run_writes_record_checkpoints_and_an_offline_wandb_run(workdir: Path)
     assert efficiency["memory_kind"] == "cpu_peak_rss" and efficiency["peak_memory_mib"] > 0
     assert efficiency["measured_steps"] == 18  # 20 steps, 2 left out as warm-up
     assert efficiency["padded_tokens_per_s"] >= efficiency["tokens_per_s"] > 0
+    assert efficiency["device_processes"] is None  # a CPU run: no GPU to share
     assert stored["params"] == sum(p.numel() for p in torch.nn.Module.parameters(_module_of(cfg)))
     assert [point["step"] for point in stored["history"]] == [10, 20]
     assert stored["environment"]["torch"] == torch.__version__
@@ -162,3 +164,18 @@ def test_a_killed_run_resumes_to_the_same_result(workdir: Path) -> None:
     assert sorted(p.name for p in (workdir / "results/runs").iterdir()) == ["straight.json", "victim.json"]
     wandb_runs = list(workdir.glob("models/**/victim/wandb/offline-run-*"))
     assert {run.name.rsplit("-", 1)[-1] for run in wandb_runs} == {"victim"}  # one run id, resumed
+
+
+PROCESS_LINE = "\nprocess       4242 uses     1000.000 MB GPU memory"
+
+
+@pytest.mark.parametrize(("listing", "count"), [
+    ("GPU:0" + PROCESS_LINE, 1),
+    ("GPU:0" + PROCESS_LINE * 2, 2),
+    ("pynvml module not found, please install nvidia-ml-py", None),
+    ("GPU:0\nno processes are running", None),  # NVML cannot see this very process: unknown, not alone
+])
+def test_processes_sharing_the_gpu_are_counted(monkeypatch, listing: str, count: int | None) -> None:
+    monkeypatch.setattr(torch.cuda, "list_gpu_processes", lambda device: listing)
+    assert device_process_count(torch.device("cuda", 0)) == count
+    assert device_process_count(torch.device("cpu")) is None
