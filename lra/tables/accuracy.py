@@ -55,6 +55,13 @@ class Cell:
         """Sample standard deviation over seeds (None for a single run)."""
         return statistics.stdev(self.values) if len(self.counted) > 1 else None
 
+    def step_span(self) -> str:
+        """The steps its counted runs trained: "3,351" or "2,551-4,609"."""
+        steps = sorted(run.steps for run in self.counted if run.steps is not None)
+        if not steps:
+            return "?"
+        return f"{steps[0]:,}" if steps[0] == steps[-1] else f"{steps[0]:,}–{steps[-1]:,}"
+
     @property
     def params(self) -> int | None:
         counts = [run.params for run in self.counted if run.params is not None]
@@ -65,7 +72,7 @@ class Cell:
             reasons = sorted({reason for _, reason in self.not_counted})
             return f"no result ({len(self.not_counted)} {'/'.join(reasons)}) [{self.note}]"
         spread = "" if self.std is None else f" ± {self.std:.2f}"
-        short = " shortened" if self.departure.shortened else ""
+        short = f"; {self.step_span()} of {self.departure.preset_steps:,} steps" if self.departure.shortened else ""
         return f"{self.mean:.2f}{spread} (n={len(self.counted)}{short}) [{self.note}]"
 
 
@@ -136,12 +143,15 @@ def collect_cells(runs: list[Run], presets: PresetConfigs, checkpoint: str) -> t
             cell.not_counted.append((run, f"without test/acc@{checkpoint}"))
         else:
             cell.not_counted.append((run, run.status))
+    for cell in cells.values():
+        cell.counted.sort(key=lambda run: (run.seed if run.seed is not None else -1, run.run_id))
     return list(cells.values()), excluded
 
 
 def _primary_order(cell: Cell) -> tuple:
     """Which cell stands in a row of published presets: a result, the full schedule, most seeds."""
-    return (not cell.counted, cell.departure.shortened, -(cell.departure.steps or 0), -len(cell.counted),
+    most_steps = max((run.steps or 0 for run in cell.counted), default=0)
+    return (not cell.counted, cell.departure.shortened, -most_steps, -len(cell.counted),
             cell.data_source, cell.validation_split)
 
 
@@ -308,14 +318,16 @@ def describe_cell(cell: Cell) -> str:
              CHECKPOINTS[cell.checkpoint], f"validation split: {cell.validation_split}",
              f"data: {cell.data_source}"]
     if cell.departure.shortened:
-        parts.append(f"SHORTENED: {cell.departure.steps:,} of the preset's {cell.departure.preset_steps:,} steps")
+        parts.append(f"SHORTENED: {cell.step_span()} of the preset's {cell.departure.preset_steps:,} steps")
     if cell.departure.differences:
         parts.append("differs from the preset: " + ", ".join(cell.departure.differences))
     if cell.counted:
         seeds = ", ".join(str(run.seed) for run in cell.counted)
         values = ", ".join(f"{v:.2f}" for v in cell.values)
         ids = ", ".join(run.run_id for run in cell.counted)
-        parts.append(f"{len(cell.counted)} finished run(s), seeds {seeds}: {values} (runs {ids})")
+        steps = ", ".join("?" if run.steps is None else f"{run.steps:,}" for run in cell.counted)
+        at = f" at {steps} steps" if cell.departure.shortened else ""
+        parts.append(f"{len(cell.counted)} finished run(s), seeds {seeds}: {values}{at} (runs {ids})")
     for run, reason in cell.not_counted:
         parts.append(f"not counted: run {run.run_id} ({reason}{': ' + run.error if run.error else ''})")
     return "; ".join(parts)
@@ -372,7 +384,8 @@ def cell_rows(result: AccuracyResult) -> list[list[object]]:
             ratio = result.parameter_ratio(cell)
             rows.append([
                 row.name, cell.column, cell.attention, cell.preset, f"test/acc@{cell.checkpoint}",
-                cell.validation_split, cell.data_source, cell.departure.shortened, cell.departure.steps,
+                cell.validation_split, cell.data_source, cell.departure.shortened,
+                cell.step_span().replace(",", "") if cell.departure.shortened else None,
                 cell.departure.preset_steps, "; ".join(cell.departure.differences), len(cell.counted),
                 _round(cell.mean), _round(cell.std), " ".join(f"{v:.4f}" for v in cell.values),
                 " ".join(str(run.seed) for run in cell.counted), " ".join(run.run_id for run in cell.counted),

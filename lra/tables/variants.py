@@ -1,9 +1,10 @@
 """How a run's configuration departs from its preset: the part of its protocol that lives in the config.
 
 The preset is composed as ``train.py`` would (``experiment=<preset> attention=<backend>``) and compared key by
-key with the run's resolved config. A run with fewer steps than its preset is *shortened*; every other
-difference (``task.max_length=1000``, ``attention.nb_features=128``) makes it a variant, never averaged with
-runs of the preset as published.
+key with the run's resolved config. A run with fewer steps than its preset is *shortened*: shortened runs of one
+setting are pooled whatever step each stopped at (a wall-clock cap stops every run at a different step), and the
+table shows their span of steps. Every other difference (``task.max_length=1000``, ``attention.nb_features=128``)
+makes it a variant, never averaged with runs of the preset as published.
 """
 
 from __future__ import annotations
@@ -37,17 +38,16 @@ class Departure:
     """A run's config against its preset: ``differences`` as ``key=value`` and the shortening, if any."""
 
     differences: tuple[str, ...] = ()
-    steps: int | None = None  # steps the run trained (its max_steps) when fewer than the preset's
-    preset_steps: int | None = None
+    preset_steps: int | None = None  # the preset's steps, set only when the run trained fewer (shortened)
 
     @property
     def shortened(self) -> bool:
-        return self.steps is not None
+        return self.preset_steps is not None
 
     def label(self) -> str:
         parts = list(self.differences)
         if self.shortened:
-            parts.insert(0, f"shortened: {self.steps:,} of {self.preset_steps:,} steps")
+            parts.insert(0, f"shortened (of {self.preset_steps:,} steps)")
         return "; ".join(parts)
 
 
@@ -67,18 +67,18 @@ def _ignored(key: str) -> bool:
 def compare(run_config: dict[str, Any], preset_config: dict[str, Any], steps_done: int | None = None) -> Departure:
     """The differences of a run's config from its preset's, with max_steps below the preset's as shortening."""
     ours, preset = flatten(run_config), flatten(preset_config)
-    differences, steps, preset_steps = [], None, None
+    differences, preset_steps = [], None
     for key in sorted(set(ours) | set(preset)):
         if _ignored(key) or ours.get(key, "<absent>") == preset.get(key, "<absent>"):
             continue
         if key == STEP_KEY and _fewer(ours.get(key), preset.get(key)):
-            steps, preset_steps = int(ours[key]), int(preset[key])
+            preset_steps = int(preset[key])
             continue
         differences.append(f"{key}={ours.get(key, '<absent>')}")
-    planned = steps or ours.get(STEP_KEY)
-    if steps_done is not None and planned and steps_done < planned:  # stopped before its own last step
-        steps, preset_steps = steps_done, preset_steps or planned
-    return Departure(tuple(differences), steps, preset_steps)
+    planned = ours.get(STEP_KEY)
+    if steps_done is not None and isinstance(planned, int) and steps_done < planned:  # stopped before its last step
+        preset_steps = preset_steps or preset.get(STEP_KEY, planned)
+    return Departure(tuple(differences), preset_steps)
 
 
 def _fewer(ours: Any, preset: Any) -> bool:

@@ -13,6 +13,7 @@ from lra.tables import accuracy, published
 from lra.tables.build import Settings, build
 from lra.tables.runs import RecordError, describe_data_source, load_local
 from lra.tables.variants import PresetConfigs
+from tests.tables.conftest import RecordWriter
 
 NOT_RUN = "not run"
 
@@ -31,7 +32,7 @@ def test_every_cell_of_the_main_table(scenario: Path, presets: PresetConfigs) ->
     assert table.columns == ["Model", "Source", "ListOps", "Text", "Retrieval", "Image", "Pathfinder", "Path-X",
                              "Avg"]
     assert rows["softmax · lra"][2:] == ["37.00 ± 1.41 (n=2) [c1]", "64.00 (n=1) [c2]", NOT_RUN,
-                                         "41.00 (n=1 shortened) [c3]", NOT_RUN, NOT_RUN, ""]
+                                         "41.00 (n=1; 2,000 of 35,000 steps) [c3]", NOT_RUN, NOT_RUN, ""]
     # other protocols get their own rows, never averaged with the preset's runs
     assert rows["softmax · lra · validation test, data stanfordnlp/imdb (HF)"][2:] == [
         NOT_RUN, "70.00 (n=1) [c4]", NOT_RUN, NOT_RUN, NOT_RUN, NOT_RUN, ""]
@@ -187,3 +188,21 @@ def test_parameter_reference_is_the_softmax_run_of_the_preset_as_published(recor
     assert table.kinds[variant - 1] == "ours"  # the empty row of the preset has no parameter or Δ line
     params = table.rows[variant + 1]
     assert params[2] == "5.0k" and params[-1] == "10% rule: no softmax run for ListOps"
+
+
+def test_time_capped_runs_pool_into_one_shortened_cell(conf_dir: Path, presets: PresetConfigs,
+                                                       tmp_path: Path) -> None:
+    records = RecordWriter(conf_dir, tmp_path / "runs")
+    records.write("full", preset="lra/listops", seed=0, best=0.36, last=0.36)
+    for run_id, seed, steps, best in (("cap1", 1, 3351, 0.30), ("cap2", 2, 2551, 0.20)):
+        record = records.write(run_id, preset="lra/listops", seed=seed, best=best, last=best)
+        record["metrics"]["step"] = steps  # a trainer.max_time cap stopped it here, before max_steps
+        (tmp_path / "runs" / f"{run_id}.json").write_text(json.dumps(record))
+    result = result_of(tmp_path / "runs", presets)
+    rows = rows_by_name(accuracy.main_table(result))
+    assert rows["softmax · lra"][2] == "36.00 (n=1) [c1]"
+    assert rows["softmax · lra · shortened (of 5,000 steps)"][2] == \
+        "25.00 ± 7.07 (n=2; 2,551–3,351 of 5,000 steps) [c2]"
+    notes = accuracy.protocol_notes(result)
+    assert "SHORTENED: 2,551–3,351 of the preset's 5,000 steps" in notes[1]
+    assert "seeds 1, 2: 30.00, 20.00 at 3,351, 2,551 steps" in notes[1]
