@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 import lightning as L
@@ -22,18 +22,29 @@ from lra.train.records import ResultsStore, environment
 
 CONFIG_KEY = "lra_config"  # the resolved config, as YAML text, inside every checkpoint
 RUN_ID_KEY = "lra_run_id"
+RESUMES_KEY = "lra_resumes"
 
 
 class RunFiles(L.Callback):
-    """Stores the run's config and id in every checkpoint, as plain text (safe to load weights-only)."""
+    """Stores the run's config, id and resume count in every checkpoint, as plain values (safe to load
+    weights-only). The count lives here, not in the run record, so that it survives a lost record."""
 
-    def __init__(self, config_yaml: str, run_id: str):
+    def __init__(self, config_yaml: str, run_id: str, resumes: int):
         self.config_yaml = config_yaml
         self.run_id = run_id
+        self.resumes = resumes
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.config_yaml
         checkpoint[RUN_ID_KEY] = self.run_id
+        checkpoint[RESUMES_KEY] = self.resumes
+
+
+class RunPlace(NamedTuple):
+    run_id: str
+    run_dir: Path
+    resume_from: Path | None  # the checkpoint a resumed run starts from
+    resumes: int  # how many times this run has been resumed, this time included
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -65,14 +76,14 @@ def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
     return datamodule
 
 
-def resolve_run(cfg: DictConfig) -> tuple[str, Path, Path | None]:
-    """(run id, run folder, checkpoint to resume or None) for a new or resumed run."""
+def resolve_run(cfg: DictConfig) -> RunPlace:
+    """Where a new or resumed run lives, and what it resumes from."""
     if cfg.ckpt_path is None:
         run_id = cfg.run_id or secrets.token_hex(4)
-        return run_id, runs_root(cfg) / run_id, None
+        return RunPlace(run_id, runs_root(cfg) / run_id, None, 0)
     ckpt = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
-    run_id = load_checkpoint(ckpt)[RUN_ID_KEY]
-    return run_id, ckpt.parent.parent, ckpt
+    checkpoint = load_checkpoint(ckpt)
+    return RunPlace(checkpoint[RUN_ID_KEY], ckpt.parent.parent, ckpt, checkpoint.get(RESUMES_KEY, 0) + 1)
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L.Callback]) -> L.Trainer:
@@ -92,17 +103,18 @@ def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best and the last checkpoints, write the run record; return it."""
     validate(cfg)
-    run_id, run_dir, resume_from = resolve_run(cfg)
+    run_id, run_dir, resume_from, resumes = resolve_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = prepare_data(cfg)
     module = build_module(cfg, datamodule.spec)
     store = ResultsStore(cfg.paths.results_dir)
-    record = base_record(cfg, run_id, run_dir, datamodule, module, store)
+    record = base_record(cfg, run_id, run_dir, datamodule, module, store, resumes)
     store.save(record)
     logger = make_wandb_logger(cfg, run_id, run_dir, datamodule.spec.name)
     record["paths"]["wandb"] = run_location(logger)
     monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
-    extra = [monitor, history, RandomStateCheckpoint(), RunFiles(OmegaConf.to_yaml(cfg, resolve=True), run_id)]
+    run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), run_id, resumes)
+    extra = [monitor, history, RandomStateCheckpoint(), run_files]
     trainer = make_trainer(cfg, run_dir, logger, extra)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -125,7 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module: LRAModule,
-                store: ResultsStore) -> dict[str, Any]:
+                store: ResultsStore, resumes: int) -> dict[str, Any]:
     previous = store.load(run_id) or {}
     return {
         **previous,
@@ -146,7 +158,7 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
         "environment": environment(),
         "paths": {"run_dir": str(run_dir)},
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "resumed": previous.get("resumed", 0) + int(cfg.ckpt_path is not None),
+        "resumed": resumes,
     }
 
 

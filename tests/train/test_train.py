@@ -18,6 +18,7 @@ from lra.model import ModelConfig
 from lra.train.callbacks import device_process_count
 from lra.train.config import identity_key
 from lra.train.module import LRAModule
+from lra.train.records import ResultsStore
 from lra.train.run import evaluate, load_checkpoint, train
 from tests.helpers import ROOT, TINY_RUN, compose_train, run_script, user_environment, wandb_offline_summary
 
@@ -83,6 +84,12 @@ def test_a_run_stopped_between_validations_resumes_from_its_last_step(workdir: P
     assert resumed["run_id"] == first["run_id"] and resumed["resumed"] == 1
     assert resumed["metrics"]["step"] == 50
     assert [point["step"] for point in resumed["history"]] == [20, 40]  # validations only at multiples of 20
+
+    # The resume count lives in the checkpoint: it stays right when the run record did not travel along.
+    cfg = compose_train([*common, "trainer.max_steps=60", f"ckpt_path={last}"])
+    ResultsStore(cfg.paths.results_dir).path(first["run_id"]).unlink()
+    again = train(cfg)
+    assert again["run_id"] == first["run_id"] and again["resumed"] == 2 and again["metrics"]["step"] == 60
 
 
 def test_a_longer_time_cap_or_other_display_keys_keep_the_run_identity() -> None:
