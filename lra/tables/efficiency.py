@@ -135,7 +135,7 @@ def training_entries(result: AccuracyResult) -> list[Entry]:
             changes = "; ".join(d for d in cell.departure.differences if not d.startswith("attention."))
             setting = f"{TASK_TITLES[cell.column]}, preset {cell.preset}" + (f" ({changes})" if changes else "")
             for run in cell.counted:
-                key = (run.device, setting, run.setting("task.max_length"), run.efficiency.get("memory_kind", "?"))
+                key = (run.device, setting, run.sequence_length, run.efficiency.get("memory_kind", "?"))
                 groups.setdefault(key, {}).setdefault(run.attention, []).append(run.efficiency)
     entries = []
     for (device, setting, length, kind), by_attention in sorted(groups.items(), key=str):

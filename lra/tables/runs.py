@@ -22,6 +22,9 @@ class RecordError(ValueError):
     """A run record or run source that cannot be used; the message names the file or project."""
 
 
+CIFAR_SIDE = 32  # task=image: CIFAR-10 images, 32 x 32 grayscale pixels
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run: identity, protocol, final metrics, efficiency and validation history."""
@@ -55,6 +58,14 @@ class Run:
     @property
     def steps(self) -> int | None:
         return self.metrics.get("step")
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Tokens per example: the task's max_length, or the pixels of an image task."""
+        if self.setting("task.max_length") is not None:
+            return self.setting("task.max_length")
+        side = self.setting("task.resolution") or (CIFAR_SIDE if self.task == "image" else None)
+        return side * side if side else None
 
     def setting(self, dotted: str) -> Any:
         """A value of the run's resolved config by dotted key (``trainer.max_steps``), or None."""

@@ -103,3 +103,13 @@ def test_published_table2_beside() -> None:
     assert rows["Transformer"][1:] == ["8.1", "4.9", "2.3", "1.4", "0.85", "2.65", "5.51", "9.48"]
     assert rows["Performer"][4] == "8.0 (5.7×)"
     assert "Table 2" in table.caption and "4x4 TPU" in table.caption
+
+
+def test_training_rows_give_image_tasks_their_pixel_count(conf_dir: Path, presets, tmp_path: Path) -> None:
+    records = RecordWriter(conf_dir, tmp_path / "runs")
+    measured = {"steps_per_s": 40.0, "peak_memory_mib": 1200.0, "memory_kind": "cuda_max_allocated",
+                "device_processes": 1}
+    records.write("i1", preset="lra/image", best=0.42, last=0.42, efficiency=measured)
+    result = accuracy.build(load_local(tmp_path / "runs"), presets)
+    (entry,) = efficiency.training_entries(result)
+    assert (entry.setting, entry.length, entry.steps_per_s) == ("Image, preset lra/image", 1024, 40.0)
