@@ -169,7 +169,7 @@ class PerformerAttention(AttentionBackend):
         if shift is None:
             shift = exponent.detach().amax(-1, keepdim=True)
         squared_norm = (x.to(exponent.dtype) ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
-        return (scale * (torch.exp(exponent - squared_norm - shift) + SOFTMAX_EPS)).to(x.dtype)
+        return ScaledExp.apply(exponent - squared_norm - shift, scale, SOFTMAX_EPS, x.dtype)
 
     def _key_summary(self, k, v, real, key_shift, key_padding_mask=None):
         exponent = self._project(k)
@@ -185,6 +185,25 @@ class PerformerAttention(AttentionBackend):
         phi = self._features(q, self._project(q), None)
         denominator = (phi * normaliser).sum(-1, keepdim=True)
         return (phi @ kv) / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+
+
+class ScaledExp(torch.autograd.Function):
+    """``scale * (exp(u) + eps)`` cast to ``dtype``, whose backward reuses that output (``d/du = out - scale
+    eps``). Autograd's own exp would keep a float32 (N, m) copy of the features for its backward, on top of
+    the cast copy the matmuls after it keep; with bf16 inputs this halves what the features hold."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, scale: float, eps: float, dtype: torch.dtype) -> torch.Tensor:
+        out = (scale * (torch.exp(u) + eps)).to(dtype)
+        ctx.save_for_backward(out)
+        ctx.offset = scale * eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        dtype = torch.promote_types(out.dtype, torch.float32)
+        return grad.to(dtype) * (out.to(dtype) - ctx.offset), None, None, None
 
 
 def _masked_max(exponent: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:

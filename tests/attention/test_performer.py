@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lra.attention
-from lra.attention.performer import random_features
+from lra.attention.performer import ScaledExp, random_features
 from tests.attention.cases import qkv, suffix_padding
 
 SEEDS = range(8)
@@ -130,3 +130,41 @@ def test_relu_kernel_is_the_generalized_attention_formula():
     weights = phi_q @ phi_k.transpose(-1, -2)
     expected = weights @ v / weights.sum(-1, keepdim=True)
     torch.testing.assert_close(backend(q, k, v), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_scaled_exp_gradient_matches_finite_differences():
+    u = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u: ScaledExp.apply(u, 0.3, 1e-6, torch.float64), (u,))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_gradients_equal_those_of_autograds_own_exp(monkeypatch, chunk_size):
+    # Not finite differences: the detached stabiliser shifts move the small additive constant, so FAVOR+'s
+    # gradient (here and in Google's code) is that of the features with the shifts held fixed.
+    torch.manual_seed(15)
+    backend = performer(head_dim=8, nb_features=12, chunk_size=chunk_size)
+    mask = suffix_padding([9, 5], 9)
+    q, k, v = qkv(2, 2, 9, 8, dtype=torch.float64)
+
+    def gradients():
+        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        backend(*inputs, key_padding_mask=mask).pow(2).sum().backward()
+        return [t.grad for t in inputs]
+
+    ours = gradients()
+    plain = staticmethod(lambda u, scale, eps, dtype: (scale * (torch.exp(u) + eps)).to(dtype))
+    monkeypatch.setattr(ScaledExp, "apply", plain)
+    for a, b in zip(ours, gradients(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_bf16_features_keep_no_float32_copy_for_the_backward():
+    """The features are computed in float32 but only their bf16 cast is kept for the backward."""
+    length, features = 64, 24
+    backend = lra.attention.create("performer", num_heads=2, head_dim=16, nb_features=features).train()
+    q, k, v = (t.bfloat16().requires_grad_() for t in qkv(2, 2, length, 16))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        backend(q, k, v)
+    feature_maps = [t for t in saved if t.shape[-2:] == (length, features)]
+    assert feature_maps and all(t.dtype == torch.bfloat16 for t in feature_maps)
