@@ -20,8 +20,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lra.data.errors import DataError
+
+if TYPE_CHECKING:
+    from lra.data.base import LRADataModule
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -81,35 +85,43 @@ def fetch_command(name: str, force: bool, options: dict[str, str]) -> None:
     )
 
 
-def prepare_command(items: list[str]) -> None:
+def prepare_task(command: str, options: dict[str, str], own_options: list[str]) -> tuple[dict, LRADataModule]:
+    """Compose ``conf/task/NAME.yaml`` with the ``task.*`` overrides, as ``train.py`` does, and prepare (or
+    find and verify) its cache; returns the resolved task config and the prepared data module. ``options``
+    must hold only what this takes (``own_options`` already popped: they are named in the error)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     import lra.data
 
-    options = _pairs(items)
     data_dir = _data_dir(options)
     seed = _int(options, "seed", 0)
     task = options.pop("task", None)
     if task is None:
-        raise DataError(f"prepare needs task=NAME; tasks: {', '.join(sorted(lra.data.TASKS))}")
+        raise DataError(f"{command} needs task=NAME; tasks: {', '.join(sorted(lra.data.TASKS))}")
     bad = [k for k in options if not k.startswith("task.")]
     _no_leftovers(
-        {k: options[k] for k in bad}, "prepare", ["task=NAME", "task.KEY=VALUE", "seed", "paths.data_dir"]
+        {k: options[k] for k in bad}, command, ["task=NAME", "task.KEY=VALUE", *own_options, "seed", "paths.data_dir"]
     )
     if not (CONF_DIR / "task" / f"{task}.yaml").is_file():
         known = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
         raise DataError(f"no task config {task!r}; known: {', '.join(known)}")
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose(overrides=[f"+task={task}", *(f"{k}={v}" for k, v in options.items())])
+    task_config = OmegaConf.to_container(cfg.task, resolve=True)
     started, cpu = time.perf_counter(), _cpu_seconds()
-    datamodule = lra.data.create(OmegaConf.to_container(cfg.task, resolve=True), data_dir=data_dir, seed=seed)
+    datamodule = lra.data.create(task_config, data_dir=data_dir, seed=seed)
     datamodule.prepare_data()
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     print(f"task {task}: cache {datamodule.cache_dir} ({_size(datamodule.cache_dir) / 2**20:.1f} MiB)")
     print(f"  ready in {wall:.1f} s wall, {cpu:.1f} s CPU (includes checking the cache's digests)")
     for key, value in datamodule.describe_source().items():
         print(f"  {key}: {value}")
+    return task_config, datamodule
+
+
+def prepare_command(items: list[str]) -> None:
+    prepare_task("prepare", _pairs(items), [])
 
 
 def generate_listops(options: dict[str, str]) -> None:
