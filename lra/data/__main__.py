@@ -2,6 +2,8 @@
 
     python -m lra.data fetch NAME [--force]          NAME: lra_release | imdb | cifar10, or a task name
     python -m lra.data prepare task=NAME [task.KEY=VALUE ...] [seed=N]
+    python -m lra.data probe task=pathfinder|image [task.KEY=VALUE ...] [epochs=5 batch_size=128 lr=0.001 seed=0
+                                              max_train=N out=FILE]
     python -m lra.data generate listops seed=N [num_train=96000 num_val=2000 num_test=2000 max_depth=10
                                               max_args=10 min_length=500 max_length=2000 workers=N out=DIR]
     python -m lra.data generate pathfinder resolution=32 difficulty=hard num_images=N seed=N
@@ -9,6 +11,10 @@
 
 Every command takes ``paths.data_dir=DIR`` (default ``$LRA_DATA_DIR``, else ``data``), the folder the
 trainer reads. ``prepare`` composes ``conf/task/NAME.yaml`` with the overrides, as ``train.py`` does.
+``probe`` prepares the same way, then trains a small CNN on the cache (``lra.data.probe``): a check that
+the data are learnable, independent of attention, not an LRA result. Its JSON report goes to ``out``, by
+default ``RESULTS/probes/pathfinder-<resolution>-<difficulty>.json`` or ``RESULTS/probes/image.json``
+(``RESULTS``: ``$LRA_RESULTS_DIR``, else ``results``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ def _data_dir(options: dict[str, str]) -> Path:
     return Path(options.pop("paths.data_dir", os.environ.get("LRA_DATA_DIR", "data")))
 
 
+def _results_dir() -> Path:
+    return Path(os.environ.get("LRA_RESULTS_DIR", "results"))
+
+
 def _int(options: dict[str, str], key: str, default: int | None) -> int | None:
     value = options.pop(key, None)
     if value is None:
@@ -52,6 +62,16 @@ def _int(options: dict[str, str], key: str, default: int | None) -> int | None:
         return int(value)
     except ValueError:
         raise DataError(f"{key} must be an integer, got {value!r}") from None
+
+
+def _float(options: dict[str, str], key: str, default: float) -> float:
+    value = options.pop(key, None)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise DataError(f"{key} must be a number, got {value!r}") from None
 
 
 def _no_leftovers(options: dict[str, str], command: str, known: list[str]) -> None:
@@ -122,6 +142,26 @@ def prepare_task(command: str, options: dict[str, str], own_options: list[str]) 
 
 def prepare_command(items: list[str]) -> None:
     prepare_task("prepare", _pairs(items), [])
+
+
+def probe_command(items: list[str]) -> None:
+    from lra.data import probe
+
+    options = _pairs(items)
+    probe.check_task(options.get("task"))  # before preparing, which can take minutes for a task it rejects
+    if "task.batch_size" in options:
+        raise DataError("probe: set the batch size with batch_size=N (the probe's), not task.batch_size")
+    epochs, batch_size = _int(options, "epochs", 5), _int(options, "batch_size", 128)
+    lr, max_train, out = _float(options, "lr", 1e-3), _int(options, "max_train", None), options.pop("out", None)
+    options["task.batch_size"] = str(batch_size)  # the task config's is the Transformer's
+    task_config, datamodule = prepare_task("probe", options, ["epochs", "batch_size", "lr", "max_train", "out"])
+    result = probe.run_probe(datamodule, epochs=epochs, lr=lr, seed=datamodule.seed, max_train=max_train)
+    print(f"test acc {result['test_acc']:.4f} (chance {result['chance']:.4f}) after {epochs} epochs on "
+          f"{result['train_examples']} training images, {result['seconds']:.1f} s")
+    path = Path(out) if out else probe.default_report_path(_results_dir(), task_config)
+    settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": datamodule.seed, "max_train": max_train}
+    probe.write_report(path, task_config, datamodule, settings, result)
+    print(f"report: {path} (a check of the data with a small CNN, not an LRA result)")
 
 
 def generate_listops(options: dict[str, str]) -> None:
@@ -235,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     prepare_parser.add_argument(
         "options", nargs="*", help="task=NAME task.KEY=VALUE ... seed=N paths.data_dir=DIR"
     )
+    probe_parser = commands.add_parser(
+        "probe", help="train a small CNN on an image task's prepared data: is it learnable?"
+    )
+    probe_parser.add_argument(
+        "options", nargs="*", help="task=NAME task.KEY=VALUE ... epochs=N batch_size=N lr=F seed=N max_train=N out=FILE"
+    )
     generate_parser = commands.add_parser("generate", help="generate a synthetic task's data set")
     generate_parser.add_argument("task", choices=["listops", "pathfinder"])
     generate_parser.add_argument("options", nargs="*", help="KEY=VALUE settings")
@@ -244,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             fetch_command(args.name, args.force, _pairs(args.options))
         elif args.command == "prepare":
             prepare_command(args.options)
+        elif args.command == "probe":
+            probe_command(args.options)
         elif args.task == "listops":
             generate_listops(_pairs(args.options))
         else:
