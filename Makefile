@@ -12,7 +12,7 @@ TASK ?= listops
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test test-gpu lint train data bench tables report clean
+.PHONY: help install browser test test-gpu lint train data probe bench tables report clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ train: ## The CPU quickstart: a small model on generated ListOps (ARGS="attentio
 
 data: ## Fetch (where a network allows) and prepare a task's data: make data TASK=text
 	$(BIN)/python -m lra.data prepare task=$(TASK) $(ARGS)
+
+probe: ## Is an image task's data learnable? A small CNN, not an LRA model: make probe TASK=pathfinder
+	$(BIN)/python -m lra.data probe task=$(TASK) $(ARGS)
 
 bench: ## Attention speed and memory vs length -> results/bench/<device>/
 	$(BIN)/python -m lra.bench $(ARGS)
