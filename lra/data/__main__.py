@@ -11,7 +11,7 @@
 
 Every command takes ``paths.data_dir=DIR`` (default ``$LRA_DATA_DIR``, else ``data``), the folder the
 trainer reads. ``prepare`` composes ``conf/task/NAME.yaml`` with the overrides, as ``train.py`` does.
-``probe`` prepares the same way, then trains a small CNN on the cache (``lra.data.probe``): a check that
+``probe`` prepares the same way, then trains a small CNN on the cache (``lra.train.probe``): a check that
 the data are learnable, independent of attention, not an LRA result. Its JSON report goes to ``out``, by
 default ``RESULTS/probes/pathfinder-<resolution>-<difficulty>.json`` or ``RESULTS/probes/image.json``
 (``RESULTS``: ``$LRA_RESULTS_DIR``, else ``results``).
@@ -145,7 +145,7 @@ def prepare_command(items: list[str]) -> None:
 
 
 def probe_command(items: list[str]) -> None:
-    from lra.data import probe
+    from lra.train import probe  # a training run on the data, so it lives with training
 
     options = _pairs(items)
     probe.check_task(options.get("task"))  # before preparing, which can take minutes for a task it rejects

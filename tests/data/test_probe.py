@@ -10,7 +10,7 @@ import torch
 
 from lra.data.__main__ import main
 from lra.data.errors import DataError
-from lra.data.probe import ProbeCNN
+from lra.train.probe import ProbeCNN
 
 from .fixtures import write_cifar_pickles
 
