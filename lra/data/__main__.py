@@ -54,24 +54,22 @@ def _results_dir() -> Path:
     return Path(os.environ.get("LRA_RESULTS_DIR", "results"))
 
 
-def _int(options: dict[str, str], key: str, default: int | None) -> int | None:
+def _number(options: dict[str, str], key: str, default, convert, kind: str):
     value = options.pop(key, None)
     if value is None:
         return default
     try:
-        return int(value)
+        return convert(value)
     except ValueError:
-        raise DataError(f"{key} must be an integer, got {value!r}") from None
+        raise DataError(f"{key} must be {kind}, got {value!r}") from None
+
+
+def _int(options: dict[str, str], key: str, default: int | None) -> int | None:
+    return _number(options, key, default, int, "an integer")
 
 
 def _float(options: dict[str, str], key: str, default: float) -> float:
-    value = options.pop(key, None)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise DataError(f"{key} must be a number, got {value!r}") from None
+    return _number(options, key, default, float, "a number")
 
 
 def _no_leftovers(options: dict[str, str], command: str, known: list[str]) -> None:
