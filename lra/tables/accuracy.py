@@ -56,7 +56,7 @@ class Cell:
         return statistics.stdev(self.values) if len(self.counted) > 1 else None
 
     def step_span(self) -> str:
-        """The steps its counted runs trained: "3,351" or "2,551-4,609"."""
+        """The steps its counted runs trained: "3,351" or "2,551–4,609"."""
         steps = sorted(run.steps for run in self.counted if run.steps is not None)
         if not steps:
             return "?"

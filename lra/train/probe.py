@@ -138,8 +138,7 @@ def run_probe(datamodule: LRADataModule, *, epochs: int, lr: float = 1e-3, seed:
     check_task(datamodule.spec.name)
     if epochs < 1 or (max_train is not None and max_train < 1):
         raise DataError(f"probe: epochs and max_train must be at least 1, got {epochs} and {max_train}")
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule.setup("fit")  # finds (or builds) and maps the cache, once per data module
     _limit_train(datamodule, max_train)
     L.seed_everything(seed, verbose=False)
     spec = datamodule.spec
