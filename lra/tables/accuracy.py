@@ -105,10 +105,11 @@ class AccuracyResult:
     cells: list[Cell]
     rows: list[Row]
     excluded: list[Excluded]
-    reference_params: dict[tuple[str, str], int]  # (family, column) -> the softmax Transformer's count
+    reference_params: dict[tuple[str, str, tuple[str, ...]], int]  # (family, column, differences) -> softmax's
 
     def parameter_ratio(self, cell: Cell) -> float | None:
-        reference = self.reference_params.get((cell.family, cell.column))
+        same_setting = (cell.family, cell.column, cell.departure.differences)
+        reference = self.reference_params.get(same_setting) or self.reference_params.get((cell.family, cell.column, ()))
         return None if reference is None or cell.params is None else cell.params / reference
 
 
@@ -198,10 +199,14 @@ def _in_column_order(row: Row) -> list[Cell]:
     return [row.cells[task] for task in TASKS if task in row.cells]
 
 
-def reference_parameters(rows: list[Row]) -> dict[tuple[str, str], int]:
-    """The softmax Transformer's parameter count per (family, task): its run of the preset as published."""
-    return {(row.family, column): cell.params for row in rows if row.attention == "softmax" and not row.label
-            for column, cell in row.cells.items() if cell.params is not None and not cell.departure.differences}
+def reference_parameters(rows: list[Row]) -> dict[tuple[str, str, tuple[str, ...]], int]:
+    """The softmax Transformer's parameter count per (family, task, departure from the preset).
+
+    A variant (``task.max_length=1000``) is compared with softmax under the same variant where there is one,
+    since the variant may change the parameters (a learned position table); else with the preset as published.
+    """
+    return {(row.family, column, cell.departure.differences): cell.params for row in rows
+            if row.attention == "softmax" for column, cell in row.cells.items() if cell.params is not None}
 
 
 def lra_reference_row(attention: str) -> str:
