@@ -11,10 +11,13 @@ A batch is a dict:
         ``None`` as "attend everywhere", so attention can take its mask-free fast path.
     ``labels``: ``(B,)`` int64.
 
-Trimming (``trim_padding``, off by default): a batch is cut to its longest example, rounded up to
-``pad_multiple`` positions, so ``N`` varies from batch to batch. With exact masking the model's output
-is unchanged; backends that need a fixed length (e.g. Linformer's projections) or whose output depends
-on ``N`` (TaylorShift's sqrt(N/d) output scale) see a different sequence length, hence off by default.
+Trimming: a batch is cut to its longest example, rounded up to ``pad_multiple`` positions, so ``N`` varies
+from batch to batch. Padding sits at the end and no backend lets a padded key reach a real position
+(``tests/attention/test_contract.py``), so a trimmed batch gives the predictions of the full-length one.
+Evaluation trims (``trim_eval``, on for Text and Retrieval): its batches come from the split sorted by
+length, so each is cut close to its own reviews' length. Training trims only with ``trim_padding`` (off by
+default): it changes the shapes that dropout draws masks for, so a run is no longer bit-for-bit the
+untrimmed one.
 
 Splits live in a prepared cache (``lra.data.cache``): per split, ``inputs`` ``(n, [2,] N)`` (the task's
 stored values, e.g. raw bytes), ``lengths`` ``(n, [2])`` and ``labels`` ``(n,)``, memory-mapped, so
@@ -118,12 +121,14 @@ class LRADataModule(L.LightningDataModule):
     tokenise, write the cache through ``lra.data.cache.prepared``; return its directory) and
     ``describe_source()`` (what the run record stores about the data). ``validation_split`` names the
     split that serves as validation ("test" for IMDB under LRA's protocol); ``form`` says how stored
-    arrays become batches; ``bucket_by_length`` turns on length bucketing of train batches.
+    arrays become batches, ``eval_form`` (default: ``form``) how they do for evaluation, where a trimming
+    form also sorts the split by length; ``bucket_by_length`` turns on length bucketing of train batches.
     """
 
     spec: TaskSpec
     validation_split: str = "val"
     form: BatchForm = BatchForm()
+    eval_form: BatchForm | None = None
     bucket_by_length: bool = False
 
     def __init__(
@@ -163,9 +168,13 @@ class LRADataModule(L.LightningDataModule):
         self.prepare_data()
         if not self.splits:
             self.splits = {
-                s: CachedSplit(self.cache_dir, s, self.spec, self.form)
+                s: CachedSplit(self.cache_dir, s, self.spec, self.form if s == "train" else self._eval_form)
                 for s in cache.splits_in(self.cache_dir)
             }
+
+    @property
+    def _eval_form(self) -> BatchForm:
+        return self.eval_form or self.form
 
     def train_dataloader(self) -> DataLoader:
         train = self.splits["train"]
@@ -183,8 +192,13 @@ class LRADataModule(L.LightningDataModule):
 
     def eval_dataloader(self, split: str) -> DataLoader:
         dataset = self.splits[split]
-        lengths = dataset.lengths if self.bucket_by_length else None
-        sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False, lengths=lengths)
+        if self.bucket_by_length or self._eval_form.trim:
+            # The whole split sorted by length (one pool), so trimming cuts the most; its batches in one fixed
+            # shuffled order, so a prefix (limit_val_batches) is not just the shortest examples.
+            sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=True, seed=0,
+                                            lengths=dataset.lengths, pool_batches=len(dataset))
+        else:
+            sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False)
         return self._loader(dataset, sampler)
 
     def _loader(self, dataset: Dataset, sampler: ResumableBatchSampler) -> DataLoader:

@@ -15,8 +15,8 @@ reported with its file and line. LRA's loader drops the last partial evaluation 
 (``drop_remainder=True``); we evaluate every pair.
 
 Sources, in order: ``source_dir`` (the ``lra_release`` root or its ``tsv_data`` folder), then
-``<data_dir>/raw/lra_release/tsv_data``. ``trim_padding`` / ``bucket_by_length`` (off by default) cut
-padding as for Text.
+``<data_dir>/raw/lra_release/tsv_data``. ``trim_eval`` (on), ``trim_padding`` and ``bucket_by_length`` (off)
+cut padding as for Text.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class RetrievalDataModule(LRADataModule):
         max_length: int = 4000,
         source_dir: str | None = None,
         trim_padding: bool = False,
+        trim_eval: bool = True,
         bucket_by_length: bool = False,
         pad_multiple: int = 128,
         name: str = "retrieval",
@@ -102,6 +103,7 @@ class RetrievalDataModule(LRADataModule):
         self.source_dir = Path(source_dir) if source_dir else None
         self.bucket_by_length = bucket_by_length
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
+        self.eval_form = BatchForm(id_offset=1, trim=trim_padding or trim_eval, pad_multiple=pad_multiple)
         self.spec = TaskSpec(
             name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE, dual=True
         )

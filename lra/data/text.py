@@ -18,8 +18,9 @@ Sources, in order: ``source_dir`` (an ``aclImdb`` folder or the folder holding i
 stripped and UTF-8 encoded the same way). Reviews are sorted (neg before pos, by file id), then
 stored in a fixed shuffled order (``lra.data.base.storage_order``).
 
-``trim_padding`` / ``bucket_by_length`` (off by default, see ``lra.data.base`` and ``lra.data.loader``)
-cut the padding of a batch: most reviews are far shorter than 4000 bytes.
+Most reviews are far shorter than 4000 bytes. ``trim_eval`` (on) evaluates on length-sorted batches cut
+to their longest review, which predicts the same; ``trim_padding`` / ``bucket_by_length`` (off, see
+``lra.data.base`` and ``lra.data.loader``) cut the padding of training batches too.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class TextDataModule(LRADataModule):
         holdout_fraction: float = 0.1,
         split_seed: int = 0,
         trim_padding: bool = False,
+        trim_eval: bool = True,
         bucket_by_length: bool = False,
         pad_multiple: int = 128,
         name: str = "text",
@@ -147,6 +149,7 @@ class TextDataModule(LRADataModule):
         self.validation_split = "test" if validation == "test" else "val"
         self.bucket_by_length = bucket_by_length
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
+        self.eval_form = BatchForm(id_offset=1, trim=trim_padding or trim_eval, pad_multiple=pad_multiple)
         self.spec = TaskSpec(name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE)
         self.source_kind = ""
         self.source: Path | dict[str, list[Path]] | None = None

@@ -24,6 +24,8 @@ IGNORED_KEYS = ("seed", "run_id", "ckpt_path", "preset", "logger", "paths", "hyd
                 "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "task.num_workers",
                 "task.source_dir", "task.eval_batch_size", "test_after_fit", "checkpoint_every_n_steps",
                 "measure_warmup_steps", "progress_refresh_steps", "trainer.log_every_n_steps",
+                # evaluation on trimmed batches predicts what full-length batches do (tests/train/test_trimmed_eval.py)
+                "task.trim_eval",
                 "trainer.enable_model_summary", "trainer.precision",  # trainer.precision is ${precision}
                 # where the data comes from is the record's data-source label, which splits cells by itself
                 "task.source", "task.generate_large", "task.generate_workers", "task.generator_workers",

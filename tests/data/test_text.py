@@ -135,6 +135,38 @@ def test_trimming_cuts_padding_and_drops_the_mask_when_none_is_left(tmp_path: Pa
     assert alone["inputs"].shape == (1, 4) and "padding_mask" not in alone
 
 
+def write_test_reviews(root: Path, sizes: list[int]) -> None:
+    """``aclImdb`` with one train review per class and test reviews of the given byte lengths."""
+    for split, label, name, text in [("train", "neg", "0_1.txt", b"bad"), ("train", "pos", "1_9.txt", b"good")] + [
+        ("test", ("neg", "pos")[i % 2], f"{i}_5.txt", bytes([65 + i]) * size) for i, size in enumerate(sizes)
+    ]:
+        (root / "aclImdb" / split / label).mkdir(parents=True, exist_ok=True)
+        (root / "aclImdb" / split / label / name).write_bytes(text)
+
+
+@pytest.mark.parametrize("trim_eval", [True, False])
+def test_evaluation_batches_are_sorted_by_length_and_trimmed(tmp_path: Path, hf_home, trim_eval: bool):
+    sizes = [40, 5, 20, 2, 33, 12, 9]
+    write_test_reviews(tmp_path / "src", sizes)
+    dm = text_module(tmp_path, source_dir=str(tmp_path / "src"), max_length=64, pad_multiple=4, eval_batch_size=2,
+                     trim_eval=trim_eval)
+    dm.prepare_data()
+    dm.setup()
+    seen = []
+    for batch in dm.val_dataloader():
+        lengths = (~batch["padding_mask"]).sum(-1).tolist() if "padding_mask" in batch else [batch["inputs"].shape[1]]
+        width = batch["inputs"].shape[1]
+        assert width == (-(-max(lengths) // 4) * 4 if trim_eval else 64)
+        for row in batch["inputs"].tolist():
+            size = sum(v != 0 for v in row)
+            assert row == ids(bytes([row[0] - 1]) * size, width)
+            seen.append(size)
+    assert sorted(seen) == sorted(sizes)  # every review once
+    if trim_eval:  # neighbours in length share a batch (the last one is the odd one out)
+        assert sorted(tuple(sorted(seen[i:i + 2])) for i in range(0, 6, 2)) == [(2, 5), (9, 12), (20, 33)]
+    assert next(iter(dm.train_dataloader()))["inputs"].shape == (2, 64)  # training is left alone
+
+
 def test_stored_order_mixes_the_classes(tmp_path: Path, hf_home):
     for i in range(40):
         (tmp_path / "src" / "aclImdb" / "test" / ("pos" if i % 2 else "neg")).mkdir(
