@@ -76,6 +76,14 @@ def _positive_ints(key: str, values: object) -> list[int]:
     return numbers
 
 
+def _commit(value: object) -> str | None:
+    # Hydra reads an unquoted hash as a number: 48e3180 becomes inf, 1234567 an int; the hash is then lost.
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"bench.commit={value!r} was read as a number; quote the hash: bench.commit=\"'48e3180'\", "
+                     "or set LRA_COMMIT=48e3180 in the environment")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -112,7 +120,7 @@ def config_from(bench: Mapping) -> BenchConfig:
         loop=_loop_settings(bench.get("loop", {})),
         out_dir=Path(bench.get("out_dir") or f"results/bench/{device_slug(device)}"),
         name=str(name),
-        commit=None if bench.get("commit") is None else str(bench["commit"]),
+        commit=_commit(bench.get("commit")),
         wandb=WandbSettings(**bench.get("wandb", {})),
     )
 

@@ -108,6 +108,13 @@ def test_unknown_backend_fails_before_measuring(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("given", "read_as"), [("48e3180", "inf"), ("1234567", "1234567")])
+def test_a_commit_read_as_a_number_is_refused(tmp_path, given: str, read_as: str):
+    with pytest.raises(ValueError, match=f"bench.commit={read_as} was read as a number; quote the hash"):
+        run_bench(tmp_path, [f"bench.commit={given}"])
+    assert not list(tmp_path.iterdir())  # refused before measuring anything
+
+
 def test_command_line_entry_point_with_offline_wandb(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     overrides = [o for o in TINY if not o.startswith("bench.wandb")]
