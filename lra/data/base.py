@@ -13,7 +13,8 @@ A batch is a dict:
 
 Trimming: a batch is cut to its longest example, rounded up to ``pad_multiple`` positions, so ``N`` varies
 from batch to batch. Padding sits at the end and no backend lets a padded key reach a real position
-(``tests/attention/test_contract.py``), so a trimmed batch gives the predictions of the full-length one.
+(``tests/attention/test_contract.py``), so a trimmed batch gives the predictions of the full-length one, up
+to rounding (kernels see other shapes).
 Evaluation trims (``trim_eval``, on for Text and Retrieval): its batches come from the split sorted by
 length, so each is cut close to its own reviews' length. Training trims only with ``trim_padding`` (off by
 default): it changes the shapes that dropout draws masks for, so a run is no longer bit-for-bit the
