@@ -194,9 +194,8 @@ class LRADataModule(L.LightningDataModule):
     def eval_dataloader(self, split: str) -> DataLoader:
         dataset = self.splits[split]
         if self.bucket_by_length or self._eval_form.trim:
-            # The whole split sorted by length (one pool), so trimming cuts the most; its batches in one fixed
-            # shuffled order, so a prefix (limit_val_batches) is not just the shortest examples.
-            sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=True, seed=0,
+            # The whole split sorted by length (one pool), so trimming cuts the most.
+            sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False,
                                             lengths=dataset.lengths, pool_batches=len(dataset))
         else:
             sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False)

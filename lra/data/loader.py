@@ -4,11 +4,12 @@ Lightning saves the ``state_dict`` of a train DataLoader that has one, and loads
 first batch is drawn. The order of an epoch depends only on (seed, epoch), so the state is just
 the epoch and how many of its batches the training loop has taken.
 
-Optional length bucketing (``lengths=``): the epoch's shuffled order is cut into pools of
-``pool_batches`` batches, each pool is sorted by length and cut into batches, and the batches are
-shuffled. Batches then hold examples of similar length, so trimming them to their longest example
-cuts most padding; the mix of examples within a batch is no longer uniform, which changes SGD's
-statistics, so it is off unless a task config turns it on.
+Optional length bucketing (``lengths=``): the epoch's order is cut into pools of ``pool_batches``
+batches, each pool is sorted by length and cut into batches, and the batches are shuffled (without
+``shuffle``: once, the same order every epoch). Batches then hold examples of similar length, so
+trimming them to their longest example cuts most padding; the mix of examples within a training batch
+is no longer uniform, which changes SGD's statistics, so training buckets only where a task config
+says so (evaluation always may: its predictions do not depend on the batch).
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
             for chunk in np.split(order, range(pool, len(order), pool))
         ]
         order = np.concatenate(pools)
-        if not self.shuffle:
-            return order
         full = len(order) // self.batch_size
-        batch_order = rng.permutation(full)
+        # The batches in a random order, so a prefix of them (limit_val_batches) is not just the shortest
+        # examples: a new order each epoch when shuffling, else one fixed order whatever the epoch.
+        batch_order = (rng if self.shuffle else np.random.default_rng(self.seed)).permutation(full)
         head = order[: full * self.batch_size].reshape(full, self.batch_size)[batch_order].ravel()
         return np.concatenate([head, order[full * self.batch_size :]])
 

@@ -42,4 +42,14 @@ def test_bucketing_groups_similar_lengths_and_covers_every_example():
 def test_bucketing_of_dual_lengths_uses_the_longer_document():
     lengths = np.array([[1, 9], [8, 2], [1, 1], [2, 1]])
     sampler = ResumableBatchSampler(4, 2, shuffle=False, lengths=lengths, pool_batches=2)
-    assert list(sampler) == [[2, 3], [1, 0]]
+    assert sorted(list(sampler)) == [[1, 0], [2, 3]]
+
+
+def test_unshuffled_bucketing_keeps_one_batch_order_that_is_not_by_length():
+    lengths = np.arange(100, 0, -1)
+    sampler = ResumableBatchSampler(100, 10, shuffle=False, lengths=lengths, pool_batches=10)
+    batches = list(sampler)
+    assert sorted(batches) == sorted([list(range(i + 9, i - 1, -1)) for i in range(0, 100, 10)])
+    assert batches[0] != list(range(99, 89, -1))  # a prefix is not the ten shortest
+    sampler.set_epoch(3)  # Lightning sets the epoch of evaluation samplers too
+    assert list(sampler) == batches
