@@ -30,7 +30,7 @@ cache stays one byte per position).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -122,14 +122,14 @@ class LRADataModule(L.LightningDataModule):
     tokenise, write the cache through ``lra.data.cache.prepared``; return its directory) and
     ``describe_source()`` (what the run record stores about the data). ``validation_split`` names the
     split that serves as validation ("test" for IMDB under LRA's protocol); ``form`` says how stored
-    arrays become batches, ``eval_form`` (default: ``form``) how they do for evaluation, where a trimming
-    form also sorts the split by length; ``bucket_by_length`` turns on length bucketing of train batches.
+    arrays become batches; ``trim_eval`` makes evaluation trim them too, on the split sorted by length;
+    ``bucket_by_length`` turns on length bucketing of train batches.
     """
 
     spec: TaskSpec
     validation_split: str = "val"
     form: BatchForm = BatchForm()
-    eval_form: BatchForm | None = None
+    trim_eval: bool = False
     bucket_by_length: bool = False
 
     def __init__(
@@ -175,7 +175,7 @@ class LRADataModule(L.LightningDataModule):
 
     @property
     def _eval_form(self) -> BatchForm:
-        return self.eval_form or self.form
+        return replace(self.form, trim=True) if self.trim_eval else self.form
 
     def train_dataloader(self) -> DataLoader:
         train = self.splits["train"]

@@ -102,8 +102,8 @@ class RetrievalDataModule(LRADataModule):
         self.max_length = max_length
         self.source_dir = Path(source_dir) if source_dir else None
         self.bucket_by_length = bucket_by_length
+        self.trim_eval = trim_eval
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
-        self.eval_form = BatchForm(id_offset=1, trim=trim_padding or trim_eval, pad_multiple=pad_multiple)
         self.spec = TaskSpec(
             name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE, dual=True
         )

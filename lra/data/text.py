@@ -148,8 +148,8 @@ class TextDataModule(LRADataModule):
         self.split_seed = split_seed
         self.validation_split = "test" if validation == "test" else "val"
         self.bucket_by_length = bucket_by_length
+        self.trim_eval = trim_eval
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
-        self.eval_form = BatchForm(id_offset=1, trim=trim_padding or trim_eval, pad_multiple=pad_multiple)
         self.spec = TaskSpec(name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE)
         self.source_kind = ""
         self.source: Path | dict[str, list[Path]] | None = None
