@@ -2,10 +2,10 @@
 
 A *cell* is every run of one (task, backend, preset) that shares a protocol: the same departure from the
 preset (``lra.tables.variants``), validation split and data source. Only finished runs with the chosen test
-metric count (``test/acc@best``, the best-validation checkpoint, by default; ``test/acc@last`` on request);
-failed and running runs are listed beside the cell, never averaged. A *row* is one backend under one family
-of presets (``lra/*``): for each task its cell without config changes (full schedule first), and further rows
-for every other protocol. Missing cells read "not run".
+metric count (``test/acc@best``, the best-validation checkpoint, by default; ``test/acc@last`` on request),
+one run per seed (the one with the most steps); failed and running runs are listed beside the cell, never
+averaged. A *row* is one backend under one family of presets (``lra/*``): for each task its cell without
+config changes (full schedule first), and further rows for every other protocol. Missing cells read "not run".
 """
 
 from __future__ import annotations
@@ -145,8 +145,24 @@ def collect_cells(runs: list[Run], presets: PresetConfigs, checkpoint: str) -> t
         else:
             cell.not_counted.append((run, run.status))
     for cell in cells.values():
+        keep_one_run_per_seed(cell)
         cell.counted.sort(key=lambda run: (run.seed if run.seed is not None else -1, run.run_id))
     return list(cells.values()), excluded
+
+
+def keep_one_run_per_seed(cell: Cell) -> None:
+    """A seed counts once: a rerun of a seed (a shortened run begun again, say) would otherwise weigh twice in
+    the mean. The run that trained the most steps stands; the others are listed as not counted."""
+    by_seed: dict[int, list[Run]] = {}
+    for run in cell.counted:
+        if run.seed is not None:
+            by_seed.setdefault(run.seed, []).append(run)
+    for seed, runs in by_seed.items():
+        kept = max(runs, key=lambda run: (run.steps or 0, run.run_id))
+        for run in runs:
+            if run is not kept:
+                cell.counted.remove(run)
+                cell.not_counted.append((run, f"seed {seed} counts once: run {kept.run_id} trained more steps"))
 
 
 def _primary_order(cell: Cell) -> tuple:

@@ -216,3 +216,19 @@ def test_time_capped_runs_pool_into_one_shortened_cell(conf_dir: Path, presets: 
     notes = accuracy.protocol_notes(result)
     assert "SHORTENED: 2,551–3,351 of the preset's 5,000 steps" in notes[1]
     assert "seeds 1, 2: 30.00, 20.00 at 3,351, 2,551 steps" in notes[1]
+
+
+def test_a_seed_run_again_counts_once_with_its_longest_run(conf_dir: Path, presets: PresetConfigs,
+                                                           tmp_path: Path) -> None:
+    records = RecordWriter(conf_dir, tmp_path / "runs")
+    for run_id, seed, steps, best in (("long0", 0, 1751, 0.16), ("short0", 0, 391, 0.40), ("long1", 1, 1751, 0.18)):
+        record = records.write(run_id, preset="lra/listops", seed=seed, best=best, last=best)
+        record["metrics"]["step"] = steps
+        (tmp_path / "runs" / f"{run_id}.json").write_text(json.dumps(record))
+    result = result_of(tmp_path / "runs", presets)
+    cell = rows_by_name(accuracy.main_table(result))["softmax · lra"][2]
+    assert cell == "17.00 ± 1.41 (n=2; 1,751 of 5,000 steps) [c1]"
+    notes = accuracy.protocol_notes(result)
+    assert "not counted: run short0 (seed 0 counts once: run long0 trained more steps)" in notes[0]
+    placement = {row[0]: row[-1] for row in accuracy.runs_table(result).rows}
+    assert placement["short0"].startswith("not counted (seed 0 counts once") and placement["long0"] == "counted in [c1]"

@@ -86,7 +86,7 @@ def test_training_runs_speed_and_memory_relative_to_softmax(conf_dir: Path, pres
     records.write("s4", preset="lra/listops", seed=4, best=0.3, last=0.3, efficiency={**unknown, "steps_per_s": 1.0})
     records.write("p1", preset="lra/listops", attention="performer", best=0.2, last=0.2,
                   efficiency={**measured, "steps_per_s": 22.0, "peak_memory_mib": 250.0})
-    records.write("c1", preset="lra/listops", attention="performer", best=0.2, last=0.2, device="cpu (x86_64)",
+    records.write("c1", preset="lra/listops", attention="performer", seed=1, best=0.2, last=0.2, device="cpu (x86_64)",
                   efficiency={**unknown, "steps_per_s": 1.0, "memory_kind": "cpu_peak_rss"})
     result = accuracy.build(load_local(tmp_path / "runs"), presets)
     table = efficiency.training_table(efficiency.training_entries(result))
