@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lra.train.records import describe_device
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -43,10 +45,18 @@ class EfficiencyMonitor(L.Callback):
     on GPU and the process's peak resident set size on CPU (labelled in ``memory_kind``).
     On a GPU, ``device_processes`` is the most compute processes seen on it at the measurement's
     boundaries (NVML; None where it cannot tell): a run that shared its GPU has a meaningless speed.
+
+    Each process that trains a run measures one *segment*; the earlier segments of a resumed run travel
+    in its checkpoint. The summary pools the segments measured under the conditions of the longest one
+    (device, processes on it, memory kind), so neither a short tail after a resume stands for the run nor
+    a stretch on a shared GPU mixes with one on a GPU alone.
     """
 
     def __init__(self, warmup_steps: int = 10):
         self.warmup_steps = warmup_steps
+        self.earlier_segments: list[dict[str, Any]] = []
+        self.restored_segments: list[dict[str, Any]] = []
+        self.device = torch.device("cpu")
         self.reset()
 
     def reset(self) -> None:
@@ -58,22 +68,22 @@ class EfficiencyMonitor(L.Callback):
         self.real_tokens: torch.Tensor | int = 0
         self.device_processes: int | None = None
 
-    def _count_device_processes(self, device: torch.device) -> None:
-        count = device_process_count(device)
+    def _count_device_processes(self) -> None:
+        count = device_process_count(self.device)
         if count is not None:
             self.device_processes = max(count, self.device_processes or 0)
 
-    def _pause(self, trainer: L.Trainer) -> None:
+    def _pause(self) -> None:
         if self.started is not None:
-            _sync(trainer.strategy.root_device)
+            _sync(self.device)
             self.elapsed += time.perf_counter() - self.started
             self.started = None
-            self._count_device_processes(trainer.strategy.root_device)
+            self._count_device_processes()
 
     def _resume(self, trainer: L.Trainer) -> None:
         if self.started is None and self.steps_seen(trainer) >= self.warmup_steps:
-            self._count_device_processes(trainer.strategy.root_device)
-            _sync(trainer.strategy.root_device)
+            self._count_device_processes()
+            _sync(self.device)
             self.started = time.perf_counter()
 
     def steps_seen(self, trainer: L.Trainer) -> int:
@@ -81,9 +91,11 @@ class EfficiencyMonitor(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.reset()
+        self.earlier_segments = self.restored_segments
         self.first_step = trainer.global_step
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
+        self.device = trainer.strategy.root_device
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._resume(trainer)
@@ -99,33 +111,59 @@ class EfficiencyMonitor(L.Callback):
         self.real_tokens = self.real_tokens + ((~mask).sum() if mask is not None else inputs.numel())
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._pause(trainer)
+        self._pause()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        self._pause(trainer)
+        self._pause()
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._pause(trainer)
+        self._pause()
 
-    def summary(self, device: torch.device) -> dict[str, Any]:
-        real = int(self.real_tokens) if isinstance(self.real_tokens, int) else int(self.real_tokens.item())
-        rate = (lambda n: round(n / self.elapsed, 2)) if self.elapsed > 0 else (lambda n: None)
-        if device.type == "cuda":
-            peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    def segment(self) -> dict[str, Any]:
+        """This process's measurement, as counts (rates are taken when segments are pooled)."""
+        running = time.perf_counter() - self.started if self.started is not None else 0.0
+        if self.device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(self.device) / 2**20, "cuda_max_allocated"
         else:
             peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
-        return {
-            "steps_per_s": rate(self.steps),
-            "samples_per_s": rate(self.samples),
-            "tokens_per_s": rate(real),
-            "padded_tokens_per_s": rate(self.padded_tokens),
-            "peak_memory_mib": round(peak, 1),
-            "memory_kind": kind,
-            "measured_steps": self.steps,
-            "measured_seconds": round(self.elapsed, 3),
-            "warmup_steps": self.warmup_steps,
-            "device_processes": self.device_processes,
-        }
+        real = self.real_tokens if isinstance(self.real_tokens, int) else int(self.real_tokens.item())
+        return {"device": describe_device(self.device), "device_processes": self.device_processes,
+                "memory_kind": kind, "steps": self.steps, "seconds": round(self.elapsed + running, 3),
+                "samples": self.samples, "tokens": real, "padded_tokens": self.padded_tokens,
+                "peak_memory_mib": round(peak, 1)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"segments": [*self.earlier_segments, self.segment()]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Taken up only when training starts: testing a checkpoint restores callback states too.
+        self.restored_segments = list(state_dict["segments"])
+
+    def summary(self) -> dict[str, Any]:
+        segments = [*self.earlier_segments, self.segment()]
+        return {**pool_segments(segments), "warmup_steps": self.warmup_steps, "segments": segments}
+
+
+def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rates and peak memory over the segments measured under the conditions of the longest one."""
+    conditions = lambda segment: (segment["device"], segment["device_processes"], segment["memory_kind"])  # noqa: E731
+    longest = max(segments, key=lambda segment: segment["steps"])
+    pooled = [segment for segment in segments if conditions(segment) == conditions(longest)]
+    total = {key: sum(segment[key] for segment in pooled)
+             for key in ("steps", "seconds", "samples", "tokens", "padded_tokens")}
+    rate = (lambda n: round(n / total["seconds"], 2)) if total["seconds"] > 0 else (lambda n: None)
+    return {
+        "steps_per_s": rate(total["steps"]),
+        "samples_per_s": rate(total["samples"]),
+        "tokens_per_s": rate(total["tokens"]),
+        "padded_tokens_per_s": rate(total["padded_tokens"]),
+        "peak_memory_mib": max(segment["peak_memory_mib"] for segment in pooled),
+        "memory_kind": longest["memory_kind"],
+        "measured_steps": total["steps"],
+        "measured_seconds": round(total["seconds"], 3),
+        "device_processes": longest["device_processes"],
+        "pooled_segments": len(pooled),
+    }
 
 
 class ValidationHistory(L.Callback):

@@ -17,7 +17,10 @@ A record (``schema`` 1) holds:
                      ``test/acc@last``, ``test/loss@last`` (last checkpoint), ``step`` (last global step)
     ``efficiency``   ``samples_per_s``, ``tokens_per_s`` (real tokens, padding excluded),
                      ``padded_tokens_per_s``, ``steps_per_s``, ``peak_memory_mib`` and ``memory_kind``
-                     ("cuda_max_allocated" or "cpu_peak_rss"), ``measured_steps``, ``warmup_steps``
+                     ("cuda_max_allocated" or "cpu_peak_rss"), ``measured_steps``, ``warmup_steps``,
+                     ``device_processes``; ``segments``, the counts measured by each process that trained
+                     the run (one, or more for a resumed run), and how many of them the rates pool
+                     (``pooled_segments``)
     ``history``      [{``step``, ``val/acc``, ``val/loss``, ``train/loss``}, ...] at each validation
     ``environment``  ``device``, ``torch``, ``lightning``, ``git_commit``, ``hostname``
     ``paths``        ``run_dir``, ``checkpoints`` (best, last), ``wandb`` (run folder or URL)
@@ -113,13 +116,16 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def describe_device(device: torch.device | None = None) -> str:
+    """The GPU's name ("NVIDIA H200"), or the CPU's architecture and cores; the current GPU by default."""
+    if (device is None or device.type == "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+
+
 def environment() -> dict[str, Any]:
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name()
-    else:
-        device = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
     return {
-        "device": device,
+        "device": describe_device(),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
         "python": platform.python_version(),

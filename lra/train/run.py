@@ -124,11 +124,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finish_wandb(logger, exit_code=1)
         raise
     record.update(status="finished", metrics=metrics, history=history.history,
-                  efficiency=monitor.summary(trainer.strategy.root_device),
+                  efficiency=monitor.summary(),
                   paths={**record["paths"], "checkpoints": checkpoint_paths(trainer)})
     record["metrics"]["step"] = trainer.global_step
     if logger is not None:
-        efficiency = {f"efficiency/{key}": value for key, value in record["efficiency"].items()}
+        efficiency = {f"efficiency/{key}": value for key, value in record["efficiency"].items() if key != "segments"}
         logger.experiment.summary.update({**metrics, **efficiency, "params": record["params"]})
     store.save(record)
     finish_wandb(logger, exit_code=0)

@@ -15,7 +15,7 @@ import torch
 
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
-from lra.train.callbacks import device_process_count
+from lra.train.callbacks import device_process_count, pool_segments
 from lra.train.config import identity_key
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore
@@ -84,12 +84,16 @@ def test_a_run_stopped_between_validations_resumes_from_its_last_step(workdir: P
     assert resumed["run_id"] == first["run_id"] and resumed["resumed"] == 1
     assert resumed["metrics"]["step"] == 50
     assert [point["step"] for point in resumed["history"]] == [20, 40]  # validations only at multiples of 20
+    # The speed covers both processes: 28 measured steps before the stop, 18 after (2 warm-up steps each).
+    assert [segment["steps"] for segment in resumed["efficiency"]["segments"]] == [28, 18]
+    assert resumed["efficiency"]["measured_steps"] == 46 and resumed["efficiency"]["pooled_segments"] == 2
 
     # The resume count lives in the checkpoint: it stays right when the run record did not travel along.
     cfg = compose_train([*common, "trainer.max_steps=60", f"ckpt_path={last}"])
     ResultsStore(cfg.paths.results_dir).path(first["run_id"]).unlink()
     again = train(cfg)
     assert again["run_id"] == first["run_id"] and again["resumed"] == 2 and again["metrics"]["step"] == 60
+    assert [segment["steps"] for segment in again["efficiency"]["segments"]] == [28, 18, 8]  # from the checkpoint
 
 
 def test_a_longer_time_cap_or_other_display_keys_keep_the_run_identity() -> None:
@@ -186,3 +190,23 @@ def test_processes_sharing_the_gpu_are_counted(monkeypatch, listing: str, count:
     monkeypatch.setattr(torch.cuda, "list_gpu_processes", lambda device: listing)
     assert device_process_count(torch.device("cuda", 0)) == count
     assert device_process_count(torch.device("cpu")) is None
+
+
+def _segment(steps: int, seconds: float, processes: int | None, peak: float, device: str = "NVIDIA H200") -> dict:
+    return {"device": device, "device_processes": processes, "memory_kind": "cuda_max_allocated", "steps": steps,
+            "seconds": seconds, "samples": 32 * steps, "tokens": 1000 * steps, "padded_tokens": 2000 * steps,
+            "peak_memory_mib": peak}
+
+
+def test_a_resumed_runs_speed_pools_the_segments_like_its_longest() -> None:
+    # Two stretches sharing the GPU with another run, then a 24-step tail alone: the tail neither stands for
+    # the run (its speed is another condition's) nor mixes into the shared stretches.
+    segments = [_segment(2291, 381.0, 2, 7785.8), _segment(2655, 402.0, 2, 7785.7), _segment(24, 1.7, 1, 7700.0)]
+    pooled = pool_segments(segments)
+    assert pooled["measured_steps"] == 4946 and pooled["pooled_segments"] == 2
+    assert pooled["steps_per_s"] == pytest.approx(4946 / 783.0, abs=0.01)
+    assert pooled["device_processes"] == 2 and pooled["peak_memory_mib"] == 7785.8
+    assert pooled["tokens_per_s"] == pytest.approx(1000 * 4946 / 783.0, abs=0.01)
+    # On another GPU model the segments are other conditions too.
+    moved = pool_segments([_segment(100, 10.0, 1, 1.0, "NVIDIA H100"), _segment(300, 20.0, 1, 2.0)])
+    assert moved["measured_steps"] == 300 and moved["steps_per_s"] == 15.0 and moved["pooled_segments"] == 1
