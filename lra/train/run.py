@@ -18,7 +18,7 @@ from lra.train.callbacks import EfficiencyMonitor, LastCheckpoint, RandomStateCh
 from lra.train.config import ConfigError, attention_options, find_last_checkpoint, runs_root, validate
 from lra.train.logging import finish_wandb, make_wandb_logger, run_location
 from lra.train.module import LRAModule
-from lra.train.records import ResultsStore, environment
+from lra.train.records import ResultsStore, environment, now
 
 CONFIG_KEY = "lra_config"  # the resolved config, as YAML text, inside every checkpoint
 RUN_ID_KEY = "lra_run_id"
@@ -140,6 +140,7 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
                 store: ResultsStore, resumes: int) -> dict[str, Any]:
     previous = store.load(run_id) or {}
     return {
+        "created": now(),  # kept in memory: the record is saved again at the end, and created means the start
         **previous,
         "run_id": run_id,
         "kind": "train",

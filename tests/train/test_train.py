@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import lra.train.records
+import lra.train.run
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
 from lra.train.callbacks import device_process_count, pool_segments
@@ -71,6 +74,16 @@ def test_a_run_writes_record_checkpoints_and_an_offline_wandb_run(workdir: Path)
     assert summary["test/acc@best"] == pytest.approx(stored["metrics"]["test/acc@best"])
     assert summary["efficiency/samples_per_s"] == pytest.approx(efficiency["samples_per_s"])
     assert summary["efficiency/peak_memory_mib"] == pytest.approx(efficiency["peak_memory_mib"])
+
+
+def test_a_records_created_time_is_its_start(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = (f"2026-01-01T00:00:{second:02d}+0000" for second in itertools.count())
+    tick = lambda: next(clock)  # noqa: E731
+    monkeypatch.setattr(lra.train.run, "now", tick)
+    monkeypatch.setattr(lra.train.records, "now", tick)
+    record = train(compose_train([*TINY_RUN, "logger=none", "run_id=clock"]))
+    stored = json.loads((workdir / "results/runs/clock.json").read_text())
+    assert stored["created"] == "2026-01-01T00:00:00+0000" < stored["updated"] and record["status"] == "finished"
 
 
 def test_a_run_stopped_between_validations_resumes_from_its_last_step(workdir: Path) -> None:
