@@ -242,7 +242,7 @@ def run_harness(settings: LoopSettings, data: ListOpsDataModule, device: torch.d
                 round_index: int) -> LoopResult:
     record = train(_train_config(harness_overrides(settings, data.data_dir, device)))
     efficiency = record["efficiency"]
-    peak = efficiency["peak_memory_mib"] if efficiency["memory_kind"] == "cuda_max_allocated" else None
+    peak = efficiency["peak_memory_mib"] if efficiency["memory_kind"].startswith("cuda") else None
     return LoopResult("harness", round_index, 1 / efficiency["steps_per_s"], peak)
 
 

@@ -205,10 +205,13 @@ def training_table(entries: list[Entry]) -> Table:
     table = Table("Speed and memory of the training runs",
                   ["Device", "Setting", "Length", "Attention", "Runs", "steps/s (× softmax)", "tokens/s (real)",
                    "peak MiB (× softmax)", "memory kind"])
-    table.caption = ("From the run records' efficiency fields (the steps after measure_warmup_steps; peak memory: "
-                     "CUDA max allocated, or the process's peak RSS on CPU). Ratios to softmax on the same device, "
-                     "task, preset (with the same changes) and length. Speeds only from runs that had their GPU "
-                     "to themselves (efficiency.device_processes = 1); memory from every run.")
+    table.caption = ("From the run records' efficiency fields (the steps after measure_warmup_steps). Peak memory "
+                     "by its kind: cuda_max_allocated_training, CUDA max allocated over the training steps; "
+                     "cuda_max_allocated (older records), the same over the whole fit, "
+                     "validation at its own batch size included; cpu_peak_rss, the process's peak RSS. Ratios "
+                     "to softmax on the same device, task, preset (with the same changes), length and memory kind. "
+                     "Speeds only from runs that had their GPU to themselves (efficiency.device_processes = 1); "
+                     "memory from every run.")
     for e in (e for e in entries if e.source == "training"):
         table.add([e.device, e.setting, str(e.length), e.name, str(e.runs), _with_ratio(e.steps_per_s,
                    e.speed_vs_softmax, ".4g"), _with_ratio(e.tokens_per_s, None, ".4g"),

@@ -41,8 +41,11 @@ class EfficiencyMonitor(L.Callback):
     Timing starts after ``warmup_steps`` optimizer steps (compilation, allocator growth and cudnn
     autotuning stay out) and pauses during validation and checkpoint saving, with a device
     synchronisation at each boundary so asynchronous GPU work is counted where it runs. Token counts
-    are kept on the device and read once at the end. Peak memory is ``torch.cuda.max_memory_allocated``
-    on GPU and the process's peak resident set size on CPU (labelled in ``memory_kind``).
+    are kept on the device and read once at the end. On GPU, peak memory is ``torch.cuda.max_memory_allocated``
+    over the training steps alone (``cuda_max_allocated_training``): validation batches are often larger than
+    training ones (ListOps: 256 against 32), so their peak, kept apart as ``validation_peak_memory_mib``, would
+    stand for a backend's training memory. On CPU it is the process's peak resident set size (``cpu_peak_rss``),
+    which cannot be taken apart.
     On a GPU, ``device_processes`` is the most compute processes seen on it at the measurement's
     boundaries (NVML; None where it cannot tell): a run that shared its GPU has a meaningless speed.
 
@@ -67,6 +70,9 @@ class EfficiencyMonitor(L.Callback):
         self.padded_tokens = 0
         self.real_tokens: torch.Tensor | int = 0
         self.device_processes: int | None = None
+        self.training_peak = 0.0
+        self.validation_peak: float | None = None
+        self.training_ended = False
 
     def _count_device_processes(self) -> None:
         count = device_process_count(self.device)
@@ -110,27 +116,45 @@ class EfficiencyMonitor(L.Callback):
         mask = batch.get("padding_mask")
         self.real_tokens = self.real_tokens + ((~mask).sum() if mask is not None else inputs.numel())
 
+    def _cuda_peak(self) -> float:
+        """The peak since the last reset, in MiB; the next stretch starts its own."""
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return peak
+
     def on_validation_start(self, trainer, pl_module) -> None:
         self._pause()
+        if self.device.type == "cuda" and not trainer.sanity_checking:
+            self.training_peak = max(self.training_peak, self._cuda_peak())
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.device.type == "cuda" and not trainer.sanity_checking:
+            self.validation_peak = max(self.validation_peak or 0.0, self._cuda_peak())
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self._pause()
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._pause()
+        if self.device.type == "cuda":  # the tests of the checkpoints come after: keep them out
+            self.training_peak = max(self.training_peak, self._cuda_peak())
+        self.training_ended = True
 
     def segment(self) -> dict[str, Any]:
         """This process's measurement, as counts (rates are taken when segments are pooled)."""
         running = time.perf_counter() - self.started if self.started is not None else 0.0
         if self.device.type == "cuda":
-            peak, kind = torch.cuda.max_memory_allocated(self.device) / 2**20, "cuda_max_allocated"
+            peak, kind = self.training_peak, "cuda_max_allocated_training"
+            if not self.training_ended:  # a checkpoint taken mid-training: the stretch under way counts too
+                peak = max(peak, torch.cuda.max_memory_allocated(self.device) / 2**20)
         else:
             peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
         real = self.real_tokens if isinstance(self.real_tokens, int) else int(self.real_tokens.item())
         return {"device": describe_device(self.device), "device_processes": self.device_processes,
                 "memory_kind": kind, "steps": self.steps, "seconds": round(self.elapsed + running, 3),
                 "samples": self.samples, "tokens": real, "padded_tokens": self.padded_tokens,
-                "peak_memory_mib": round(peak, 1)}
+                "peak_memory_mib": round(peak, 1),
+                "validation_peak_memory_mib": None if self.validation_peak is None else round(self.validation_peak, 1)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"segments": [*self.earlier_segments, self.segment()]}
@@ -152,12 +176,15 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
     total = {key: sum(segment[key] for segment in pooled)
              for key in ("steps", "seconds", "samples", "tokens", "padded_tokens")}
     rate = (lambda n: round(n / total["seconds"], 2)) if total["seconds"] > 0 else (lambda n: None)
+    validation_peaks = [segment["validation_peak_memory_mib"] for segment in pooled
+                        if segment.get("validation_peak_memory_mib") is not None]
     return {
         "steps_per_s": rate(total["steps"]),
         "samples_per_s": rate(total["samples"]),
         "tokens_per_s": rate(total["tokens"]),
         "padded_tokens_per_s": rate(total["padded_tokens"]),
         "peak_memory_mib": max(segment["peak_memory_mib"] for segment in pooled),
+        "validation_peak_memory_mib": max(validation_peaks, default=None),
         "memory_kind": longest["memory_kind"],
         "measured_steps": total["steps"],
         "measured_seconds": round(total["seconds"], 3),

@@ -196,7 +196,8 @@ def _float(value) -> float | None:
 def print_summary(record: dict[str, Any], record_path: Path) -> None:
     eff, metrics, checkpoints = record["efficiency"], record["metrics"], record["paths"]["checkpoints"]
     pct = lambda key: f"{100 * metrics[key]:.2f}%" if metrics.get(key) is not None else "n/a"  # noqa: E731
-    memory = "peak GPU memory (max allocated)" if eff["memory_kind"] == "cuda_max_allocated" else "peak RSS (CPU)"
+    memory = "peak GPU memory of training (max allocated)" if eff["memory_kind"].startswith("cuda") else \
+        "peak RSS (CPU)"
     lines = [
         f"run {record['run_id']}: {record['task']} / {record['attention']}  ({record['params']:,} parameters, "
         f"{metrics['step']} steps, validation split: {record['protocol']['validation_split']})",

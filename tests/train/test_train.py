@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ import lra.train.records
 import lra.train.run
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
-from lra.train.callbacks import device_process_count, pool_segments
+from lra.train.callbacks import EfficiencyMonitor, device_process_count, pool_segments
 from lra.train.config import identity_key
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore
@@ -223,3 +224,41 @@ def test_a_resumed_runs_speed_pools_the_segments_like_its_longest() -> None:
     # On another GPU model the segments are other conditions too.
     moved = pool_segments([_segment(100, 10.0, 1, 1.0, "NVIDIA H100"), _segment(300, 20.0, 1, 2.0)])
     assert moved["measured_steps"] == 300 and moved["steps_per_s"] == 15.0 and moved["pooled_segments"] == 1
+
+
+class FakeCudaMemory:
+    """torch.cuda's peak-memory counters, driven by hand: ``use(mib)`` allocates up to a new peak."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+
+    def use(self, mib: float) -> None:
+        self.peak = max(self.peak, mib)
+
+    def max_memory_allocated(self, device=None) -> float:
+        return self.peak * 2**20
+
+    def reset_peak_memory_stats(self, device=None) -> None:
+        self.peak = 10.0  # what stays allocated: weights and optimizer state
+
+
+def test_training_peak_memory_leaves_validation_and_tests_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = FakeCudaMemory()
+    for name in ("max_memory_allocated", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, getattr(memory, name))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    trainer = SimpleNamespace(sanity_checking=False, global_step=0,
+                              strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    monitor = EfficiencyMonitor(warmup_steps=0)
+    monitor.on_train_start(trainer, None)
+    memory.use(100.0)  # training steps at batch 32
+    monitor.on_validation_start(trainer, None)
+    memory.use(900.0)  # validation at batch 256
+    monitor.on_validation_end(trainer, None)
+    memory.use(120.0)
+    assert monitor.segment()["peak_memory_mib"] == 120.0  # a checkpoint mid-training sees the stretch under way
+    monitor.on_train_end(trainer, None)
+    memory.use(2000.0)  # testing the best and last checkpoints, after training
+    segment = monitor.segment()
+    assert segment["memory_kind"] == "cuda_max_allocated_training" and segment["peak_memory_mib"] == 120.0
+    assert segment["validation_peak_memory_mib"] == 900.0
