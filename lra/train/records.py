@@ -19,8 +19,8 @@ A record (``schema`` 1) holds:
                      ``padded_tokens_per_s``, ``steps_per_s``, ``peak_memory_mib`` and ``memory_kind``:
                      "cuda_max_allocated_training" (the training steps' peak; validation's apart, in
                      ``validation_peak_memory_mib``), "cpu_peak_rss" (the process's, everything included),
-                     or, in older records, "cuda_max_allocated" (over the whole
-                     fit, validation and the final tests included); ``measured_steps``, ``warmup_steps``,
+                     or, in older records, "cuda_max_allocated" (over the whole fit, validation and the
+                     final tests included); ``measured_steps``, ``warmup_steps``,
                      ``device_processes``; ``segments``, the counts measured by each process that trained
                      the run (one, or more for a resumed run), and how many of them the rates pool
                      (``pooled_segments``)
