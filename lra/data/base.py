@@ -159,6 +159,12 @@ class LRADataModule(L.LightningDataModule):
         """What the data came from, for the run record (tasks add their source and protocol)."""
         return {"cache": str(self.cache_dir) if self.cache_dir else None}
 
+    def majority_accuracy(self, split: str = "test") -> float:
+        """The accuracy of always answering the split's most common label: what a model that learned nothing
+        but the label counts scores (ListOps's plateau), so a result near it reads as chance."""
+        labels = np.asarray(self.splits[split].labels)
+        return float(np.bincount(labels).max() / len(labels))
+
     def prepare_data(self) -> None:
         # Lightning calls this again for fit and for every test; finding and verifying the cache (its
         # sha256 digests) once per data module is enough.

@@ -22,6 +22,7 @@ from lra.tables.variants import Departure, PresetConfigs
 CHECKPOINTS = {"best": "test accuracy of the best-validation checkpoint (test/acc@best)",
                "last": "test accuracy of the last checkpoint (test/acc@last)"}
 PARAMETER_RULE = 1.10  # LRA README: at most 10% more parameters than the Transformer of the same task
+CHANCE_MARGIN = 1.0  # points above the majority-class accuracy within which a cell reads "at chance"
 FAMILY_ORDER = ("lra", "taylorshift")
 
 
@@ -63,6 +64,15 @@ class Cell:
         return f"{steps[0]:,}" if steps[0] == steps[-1] else f"{steps[0]:,}–{steps[-1]:,}"
 
     @property
+    def chance(self) -> float | None:
+        """The majority-class test accuracy its runs recorded (one data set per cell), in percent."""
+        return max((run.chance for run in self.counted if run.chance is not None), default=None)
+
+    @property
+    def at_chance(self) -> bool:
+        return self.mean is not None and self.chance is not None and self.mean <= self.chance + CHANCE_MARGIN
+
+    @property
     def params(self) -> int | None:
         counts = [run.params for run in self.counted if run.params is not None]
         return int(statistics.median(counts)) if counts else None
@@ -73,7 +83,8 @@ class Cell:
             return f"no result ({len(self.not_counted)} {'/'.join(reasons)}) [{self.note}]"
         spread = "" if self.std is None else f" ± {self.std:.2f}"
         short = f"; {self.step_span()} of {self.departure.preset_steps:,} steps" if self.departure.shortened else ""
-        return f"{self.mean:.2f}{spread} (n={len(self.counted)}{short}) [{self.note}]"
+        chance = f"; at chance: {self.chance:.2f}" if self.at_chance else ""
+        return f"{self.mean:.2f}{spread} (n={len(self.counted)}{short}{chance}) [{self.note}]"
 
 
 @dataclass
@@ -277,6 +288,8 @@ def main_table(result: AccuracyResult) -> Table:
     title = "LRA Table 1: test accuracy (%), published and ours"
     table = Table(title, ["Model", "Source", *[TASK_TITLES[t] for t in TASKS], "Avg"])
     table.caption = (f"Ours: {CHECKPOINTS[result.checkpoint]}, mean ± sample std over seeds (n = finished runs); "
+                     f"'at chance' where the mean is within {CHANCE_MARGIN:g} point of always answering the test "
+                     "split's most common label (recorded since 2026-11-23); "
                      "[cN] points to the cell's protocol below. Published: "
                      f"{published.LRA_TABLE1.citation} ({published.LRA_TABLE1.source}). Avg: mean of the five "
                      "tasks without Path-X, as LRA; ours only where all five cells have a result.")
@@ -342,6 +355,9 @@ def describe_cell(cell: Cell) -> str:
         parts.append(f"SHORTENED: {cell.step_span()} of the preset's {cell.departure.preset_steps:,} steps")
     if cell.departure.differences:
         parts.append("differs from the preset: " + ", ".join(cell.departure.differences))
+    if cell.chance is not None:
+        parts.append(f"chance (always the test split's most common label): {cell.chance:.2f}"
+                     + (f"; AT CHANCE (within {CHANCE_MARGIN:g} point)" if cell.at_chance else ""))
     if cell.counted:
         seeds = ", ".join(str(run.seed) for run in cell.counted)
         values = ", ".join(f"{v:.2f}" for v in cell.values)
@@ -393,7 +409,8 @@ def runs_table(result: AccuracyResult) -> Table:
 
 CELL_FIELDS = ("row", "task", "attention", "preset", "checkpoint_metric", "validation_split", "data_source",
                "shortened", "steps", "preset_steps", "differences", "n", "mean", "std", "values", "seeds",
-               "run_ids", "not_counted", "params", "params_ratio", "lra_reference", "lra_value", "difference")
+               "run_ids", "not_counted", "chance", "at_chance", "params", "params_ratio", "lra_reference", "lra_value",
+               "difference")
 
 
 def cell_rows(result: AccuracyResult) -> list[list[object]]:
@@ -410,7 +427,8 @@ def cell_rows(result: AccuracyResult) -> list[list[object]]:
                 cell.departure.preset_steps, "; ".join(cell.departure.differences), len(cell.counted),
                 _round(cell.mean), _round(cell.std), " ".join(f"{v:.4f}" for v in cell.values),
                 " ".join(str(run.seed) for run in cell.counted), " ".join(run.run_id for run in cell.counted),
-                " ".join(f"{run.run_id}:{reason}" for run, reason in cell.not_counted), cell.params,
+                " ".join(f"{run.run_id}:{reason}" for run, reason in cell.not_counted), _round(cell.chance),
+                cell.at_chance, cell.params,
                 _round(ratio, 4), reference, lra_value,
                 _round(cell.mean - lra_value) if cell.mean is not None and isinstance(lra_value, float) else None,
             ])

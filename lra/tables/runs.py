@@ -81,6 +81,12 @@ class Run:
         value = self.metrics.get(f"test/acc@{checkpoint}")
         return None if value is None else 100.0 * float(value)
 
+    @property
+    def chance(self) -> float | None:
+        """In percent, the test accuracy of always answering the most common label; None in older records."""
+        value = self.metrics.get("test/majority_acc")
+        return None if value is None else 100.0 * float(value)
+
 
 def table_column(task: str, config: dict[str, Any]) -> str | None:
     """The LRA Table 1 column a task belongs to; Path-X is Pathfinder at 128x128. None: not a column."""

@@ -14,7 +14,8 @@ A record (``schema`` 1) holds:
                      ``retrieval``: the pinned Retrieval definition, where relevant}
     ``metrics``      final numbers, flat: ``val/acc_best`` (best validation accuracy seen),
                      ``test/acc@best``, ``test/loss@best`` (best-validation checkpoint),
-                     ``test/acc@last``, ``test/loss@last`` (last checkpoint), ``step`` (last global step)
+                     ``test/acc@last``, ``test/loss@last`` (last checkpoint), ``test/majority_acc`` (always
+                     answering the test split's most common label: chance), ``step`` (last global step)
     ``efficiency``   ``samples_per_s``, ``tokens_per_s`` (real tokens, padding excluded),
                      ``padded_tokens_per_s``, ``steps_per_s``, ``peak_memory_mib`` and ``memory_kind``:
                      "cuda_max_allocated_training" (the training steps' peak; validation's apart, in

@@ -175,6 +175,7 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
     metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
     if not cfg.test_after_fit:
         return metrics
+    metrics["test/majority_acc"] = datamodule.majority_accuracy("test")
     for label, path in (("best", best.best_model_path), ("last", last.last_model_path)):
         if not path:
             continue

@@ -232,3 +232,27 @@ def test_a_seed_run_again_counts_once_with_its_longest_run(conf_dir: Path, prese
     assert "not counted: run short0 (seed 0 counts once: run long0 trained more steps)" in notes[0]
     placement = {row[0]: row[-1] for row in accuracy.runs_table(result).rows}
     assert placement["short0"].startswith("not counted (seed 0 counts once") and placement["long0"] == "counted in [c1]"
+
+
+def test_a_cell_within_a_point_of_the_majority_label_reads_at_chance(conf_dir: Path, presets: PresetConfigs,
+                                                                      tmp_path: Path) -> None:
+    records = RecordWriter(conf_dir, tmp_path / "runs")
+    for run_id, attention, seed, overrides, best, majority in (
+            ("s0", "softmax", 0, (), 0.159, 0.157), ("s1", "softmax", 1, (), 0.170, 0.157),
+            ("p0", "performer", 0, (), 0.1675, 0.157), ("q0", "performer", 0, ("precision=16",), 0.157, None)):
+        record = records.write(run_id, preset="lra/listops", attention=attention, seed=seed, overrides=overrides,
+                               best=best, last=best)
+        if majority is not None:
+            record["metrics"]["test/majority_acc"] = majority
+        (tmp_path / "runs" / f"{run_id}.json").write_text(json.dumps(record))
+    result = result_of(tmp_path / "runs", presets)
+    rows = rows_by_name(accuracy.main_table(result))
+    assert rows["softmax · lra"][2] == "16.45 ± 0.78 (n=2; at chance: 15.70) [c1]"  # 0.75 points above it
+    assert rows["performer · lra"][2] == "16.75 (n=1) [c2]"  # 1.05 points above: beyond the margin
+    assert rows["performer · lra · precision=16"][2] == "15.70 (n=1) [c3]"  # an older record: chance unknown
+    notes = accuracy.protocol_notes(result)
+    assert "chance (always the test split's most common label): 15.70; AT CHANCE (within 1 point)" in notes[0]
+    assert "chance (always the test split's most common label): 15.70" in notes[1] and "AT CHANCE" not in notes[1]
+    assert "chance" not in notes[2]
+    at_chance = [row[accuracy.CELL_FIELDS.index("at_chance")] for row in accuracy.cell_rows(result)]
+    assert at_chance == [True, False, False]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +57,8 @@ def test_a_run_writes_record_checkpoints_and_an_offline_wandb_run(workdir: Path)
     assert set(stored["metrics"]) >= {"val/acc_best", "test/acc@best", "test/acc@last", "step"}
     assert stored["metrics"]["step"] == 20
     assert 0.0 <= stored["metrics"]["test/acc@best"] <= 1.0
+    labels = np.load(Path(stored["protocol"]["data_source"]["cache"]) / "test.labels.npy")
+    assert stored["metrics"]["test/majority_acc"] == np.bincount(labels).max() / len(labels) > 0.1  # 10 classes
     efficiency = stored["efficiency"]
     assert efficiency["memory_kind"] == "cpu_peak_rss" and efficiency["peak_memory_mib"] > 0
     assert efficiency["measured_steps"] == 18  # 20 steps, 2 left out as warm-up
