@@ -233,11 +233,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     (result,) = trainer.test(module, dataloaders=loader, verbose=False)
     run_id = checkpoint[RUN_ID_KEY]
     eval_id = f"{run_id}-{Path(cfg.ckpt).stem}-{split}"
+    metrics = {f"{split}/acc": result["test/acc"], f"{split}/loss": result["test/loss"],
+               f"{split}/majority_acc": datamodule.majority_accuracy(split)}
     record = {"run_id": eval_id, "kind": "eval", "source_run": run_id, "checkpoint": str(Path(cfg.ckpt).resolve()),
               "split": split, "task": datamodule.spec.name, "attention": run_cfg.attention.name,
-              "step": checkpoint.get("global_step"), "metrics": {f"{split}/acc": result["test/acc"],
-                                                                 f"{split}/loss": result["test/loss"]},
+              "step": checkpoint.get("global_step"), "metrics": metrics,
               "environment": environment(), "config": OmegaConf.to_container(run_cfg, resolve=True)}
     path = ResultsStore(cfg.paths.results_dir, kind="evals").save(record)
-    print(f"{split} accuracy of {cfg.ckpt} (step {record['step']}): {100 * result['test/acc']:.2f}%\nrecord: {path}")
+    chance = 100 * record["metrics"][f"{split}/majority_acc"]
+    print(f"{split} accuracy of {cfg.ckpt} (step {record['step']}): {100 * result['test/acc']:.2f}% "
+          f"(always the most common label: {chance:.2f}%)\nrecord: {path}")
     return record

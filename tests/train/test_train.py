@@ -131,6 +131,7 @@ def test_evaluate_reproduces_the_test_accuracy_from_the_checkpoint(workdir: Path
     best = record["paths"]["checkpoints"]["best"]
     evaluation = evaluate(compose_train([f"ckpt={best}", "split=test", "accelerator=cpu"], config_name="evaluate"))
     assert evaluation["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc@best"], abs=1e-6)
+    assert evaluation["metrics"]["test/majority_acc"] == record["metrics"]["test/majority_acc"]
     assert (workdir / "results/evals" / f"{evaluation['run_id']}.json").is_file()
 
 
