@@ -130,7 +130,8 @@ def _limit_train(datamodule: LRADataModule, max_train: int | None) -> None:
 def run_probe(datamodule: LRADataModule, *, epochs: int, lr: float = 1e-3, seed: int = 0,
               max_train: int | None = None) -> dict[str, object]:
     """Train ``ProbeCNN`` on the data module's train split for ``epochs``, validating after each; test the
-    last weights. Returns the report's numbers (``history``, ``test_acc``, ``chance``, ...).
+    last weights. Returns the report's numbers (``history``, ``test_acc``, ``chance``: always answering the
+    test split's most common label, ...).
 
     The batch size is the data module's. ``max_train`` keeps the first ``max_train`` training examples (a
     fair sample: both image tasks store train in a pseudo-random order).
@@ -153,7 +154,7 @@ def run_probe(datamodule: LRADataModule, *, epochs: int, lr: float = 1e-3, seed:
     return {
         "history": module.history,
         "test_acc": module.test_acc.compute().item(),
-        "chance": 1 / spec.num_classes,
+        "chance": datamodule.majority_accuracy("test"),
         "train_examples": len(datamodule.splits["train"]),
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "seconds": time.perf_counter() - started,
