@@ -29,6 +29,11 @@ class AttentionBackend(nn.Module):
             their docstring that they have no attention matrix to drop from.
     """
 
+    # Whether ``forward_packed(q, k, v, packing)`` attends within packed sequences (``lra.attention.packing``):
+    # q, k, v of shape (tokens, heads, head_dim), every sequence's real tokens end to end. The encoder then
+    # runs every layer on real tokens alone instead of padded batches.
+    packs_sequences: bool = False
+
     def __init__(self, *, num_heads: int, head_dim: int, max_length: int | None = None, dropout: float = 0.0):
         super().__init__()
         if num_heads < 1 or head_dim < 1:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lra.attention.base import AttentionBackend
+from lra.attention.packing import PackedSequences
 from lra.attention.registry import register
 
 PADDING_PATHS = ("auto", "mask", "varlen")
@@ -14,6 +15,11 @@ FLASH_DTYPES = (torch.float16, torch.bfloat16)
 # H=4, real lengths spread over N/4..N) varlen beat the masked SDPA kernel at 4K and 8K (d = 32 and 64)
 # and lost below, by up to 2.3x at 1K (results/bench/nvidia-h100-80gb-hbm3/softmax_padding/).
 VARLEN_FROM_LENGTH = 4096
+# FlashAttention and the memory-efficient kernel take half-precision head dims in multiples of 8 only; a
+# smaller one (LRA's Pathfinder-32 model: 16 wide over 4 heads, d = 4) drops SDPA to its math path, which
+# writes the N x N weights. Zeros appended to q, k and v change no score and no output, so such heads are
+# padded to the next multiple (with the softmax scale of the real d) and the output cut back.
+HEAD_DIM_MULTIPLE = 8
 
 try:  # torch >= 2.10 on CUDA; absent before
     from torch.nn.attention.varlen import varlen_attn
@@ -40,7 +46,14 @@ class SoftmaxAttention(AttentionBackend):
       length) per call.
     * ``auto``: ``varlen`` where it can run and the sequence has at least ``VARLEN_FROM_LENGTH``
       positions (where it was measured faster), else ``mask``.
+
+    Packed sequences (``forward_packed``, ``packs_sequences``): the encoder can hand over the real tokens of
+    a padded batch packed end to end (``lra.attention.packing``); on CUDA in fp16/bf16 they go through
+    variable-length FlashAttention with attention dropout (``aten._flash_attention_forward``, whose backward
+    replays the dropout mask from its saved random state), elsewhere through SDPA sequence by sequence.
     """
+
+    packs_sequences = True
 
     def __init__(
         self,
@@ -62,11 +75,21 @@ class SoftmaxAttention(AttentionBackend):
     def forward(self, q, k, v, key_padding_mask=None):
         dropout = self.dropout if self.training else 0.0
         if key_padding_mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            return _sdpa(q, k, v, dropout_p=dropout)
         if self._use_varlen(q, dropout):
             return _varlen(q, k, v, key_padding_mask)
         mask = ~key_padding_mask[:, None, None, :]  # True = may attend
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return _sdpa(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+    def forward_packed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       packing: PackedSequences) -> torch.Tensor:
+        """``q``, ``k``, ``v`` ``(tokens, heads, d)`` of packed sequences -> the output, same shape."""
+        dropout = self.dropout if self.training else 0.0
+        if q.is_cuda and q.dtype in FLASH_DTYPES:
+            return _flash_packed(q, k, v, packing, dropout).to(v.dtype)
+        outputs = [_sdpa(*(t.transpose(0, 1)[None] for t in parts), dropout_p=dropout)[0].transpose(0, 1)
+                   for parts in zip(*(packing.sequences(t) for t in (q, k, v)), strict=True)]
+        return torch.cat(outputs).to(v.dtype)
 
     def _use_varlen(self, q: torch.Tensor, dropout: float) -> bool:
         usable = varlen_attn is not None and q.is_cuda and q.dtype in FLASH_DTYPES and dropout == 0
@@ -79,6 +102,36 @@ class SoftmaxAttention(AttentionBackend):
         if self.padding == "auto":
             return usable and q.shape[-2] >= VARLEN_FROM_LENGTH
         return self.padding == "varlen"
+
+
+def _pad_head_dim(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (0, -x.shape[-1] % HEAD_DIM_MULTIPLE))
+
+
+def _needs_head_padding(q: torch.Tensor) -> bool:
+    return q.is_cuda and q.dtype in FLASH_DTYPES and q.shape[-1] % HEAD_DIM_MULTIPLE != 0
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options) -> torch.Tensor:
+    """SDPA, with half-precision head dims padded to a multiple of 8 so that its fused kernels take them."""
+    if not _needs_head_padding(q):
+        return F.scaled_dot_product_attention(q, k, v, **options)
+    head_dim = q.shape[-1]
+    out = F.scaled_dot_product_attention(_pad_head_dim(q), _pad_head_dim(k), _pad_head_dim(v),
+                                         scale=head_dim**-0.5, **options)
+    return out[..., :head_dim]
+
+
+def _flash_packed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: PackedSequences,
+                  dropout: float) -> torch.Tensor:
+    head_dim = q.shape[-1]
+    if _needs_head_padding(q):
+        q, k, v = (_pad_head_dim(t) for t in (q, k, v))
+    out = torch.ops.aten._flash_attention_forward(
+        q.contiguous(), k.contiguous(), v.contiguous(), packing.cu_seqlens, packing.cu_seqlens,
+        packing.longest, packing.longest, dropout, False, False, scale=head_dim**-0.5,
+    )[0]
+    return out[..., :head_dim]
 
 
 def _varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:

@@ -1,131 +1,153 @@
-"""Training-loop overhead: the same model, data and optimizer under a bare PyTorch loop and under Lightning.
+"""Training loops side by side: the harness against a bare PyTorch loop, Lightning alone, and a lean ceiling.
 
-The harness's loop should come within 5% of a bare loop's steps/s. Both runners train an
-``LRAClassifier`` with LRA's released ListOps Transformer settings (emb 512, 8 heads, 4 layers, mlp
-1024, N=2000, batch 32: shared/reference/published.md §2.1) under bf16 autocast, SDPA attention and
-fused AdamW, on real ListOps batches (LRA's generator through ``lra.data.listops``' data module and
-loader, in a temporary folder). Each runner builds the model from the same seed, runs ``warmup_steps``,
-then times ``steps`` steps by wall clock between CUDA synchronisations (data loading included, as in
-training). Runners alternate for ``rounds`` rounds, each round starting one runner later, so neither
-drift in clock speed nor going first favours one of them.
+For each task preset (``bench.loop.presets``: ``conf/experiment/<preset>.yaml`` with optional overrides, e.g.
+``"lra/text task.max_length=1000"``) the runners train the preset's model on the preset's batches:
 
-Runners: ``bare`` (a plain loop), ``lightning`` (a minimal ``LightningModule`` in ``lightning.Trainer``
-with logging, checkpointing and progress bars off: Lightning's own overhead) and ``harness``
-(``lra.train.run.train``, what ``python train.py`` runs: ``LRAModule`` with its metrics and logging
-calls, the progress bar, the efficiency monitor, one validation and its checkpoints after the timed
-steps; wandb off, constant learning rate). The harness's steps/s is its own ``EfficiencyMonitor``'s
-(``record['efficiency']``), timed over the same steps.
+- ``lean``: the ceiling, the shortest fast loop a user would write by hand: the same architecture and
+  parameter count (``LeanModel``), full-length random tokens, no padding mask, no dropout, flash SDPA,
+  fused AdamW, the preset's autocast dtype, one batch reused.
+- ``bare``: a plain loop over the harness's own model (``LRAClassifier``, compiled and unpadded as the
+  harness would), data module, loader and optimizer: what the harness costs above it is its overhead.
+- ``lightning``: the same model in a minimal ``LightningModule`` and ``lightning.Trainer`` (logging,
+  checkpoints and progress bars off): Lightning's own overhead.
+- ``harness``: ``lra.train.run.train`` on the composed preset, what ``python train.py experiment=PRESET``
+  runs (wandb off, one validation after the timed steps); its steps/s is its own ``EfficiencyMonitor``'s.
+
+A runner may carry train.py overrides after its name (``"harness task.bucket=true"``, ``"bare
+model.unpad=false"``), applied to its config only; the label is the whole string. Each runner runs
+``warmup_steps`` untimed steps (compilation, allocator growth), then ``steps`` timed ones, wall clock between
+CUDA synchronisations, data loading included. Runners alternate for ``rounds`` rounds, each round starting
+one runner later, so neither clock drift nor going first favours one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import math
+import shlex
 import tempfile
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from lra.bench.measure import MIB, release
-from lra.bench.workloads import precision
-from lra.data.listops import ListOpsDataModule
+from lra.data import LRADataModule
+from lra.data.base import TaskSpec
 from lra.model import LRAClassifier, ModelConfig
-from lra.train.run import train
+from lra.model.embedding import sinusoidal_table
+from lra.train.run import prepare_data, train
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-PRECISIONS = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
-ADAMW_BETAS, ADAMW_EPS, ADAMW_WEIGHT_DECAY = (0.9, 0.98), 1e-9, 0.01
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 @dataclass(frozen=True)
 class LoopSettings:
-    attention: str = "softmax"
-    d_model: int = 512
-    heads: int = 8
-    layers: int = 4
-    mlp_dim: int = 1024
-    length: int = 2000
-    min_length: int = 500  # ListOps examples are drawn with min_length < length < length (LRA: 500, 2000)
-    dropout: float = 0.1
-    attention_dropout: float = 0.1  # LRA's released ListOps Transformer (conf/model/lra_base.yaml)
-    batch_size: int = 32
-    dtype: str = "bf16"
-    warmup_steps: int = 10
-    steps: int = 50
+    presets: tuple[str, ...] = ("lra/listops",)
+    overrides: tuple[str, ...] = ()  # train.py overrides for every preset and runner (data sizes, sources)
+    runners: tuple[str, ...] = ("lean", "bare", "lightning", "harness")
+    warmup_steps: int = 20
+    steps: int = 60
     rounds: int = 3
-    runners: tuple[str, ...] = ("bare", "lightning", "harness")
-    num_workers: int = 0
-    lr: float = 1e-4
+    budget_s: float | None = None  # once spent, no further runner starts; the files are still written
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class LoopResult:
+    preset: str
     runner: str
     round: int
     seconds_per_step: float
     peak_mib: float | None
+    batch: int
+    length: int
+    params: int
+    dtype: str
+    attention: str
+    heads: int
+    head_dim: int
+    note: str = ""
+
+
+@dataclass
+class Preset:
+    """One preset's composed config and what every runner shares."""
+
+    label: str
+    overrides: list[str]
+    data_dir: Path
+    spec: TaskSpec | None = None  # set once the cache is prepared
+
+    def config(self, runner_overrides: list[str] = ()) -> DictConfig:
+        paths = [f"paths.data_dir={self.data_dir}", f"paths.models_dir={self.data_dir / 'models'}",
+                 f"paths.results_dir={self.data_dir / 'results'}"]
+        return train_config([*self.overrides, *runner_overrides, *paths])
+
+
+def parse_entry(entry: str) -> tuple[str, list[str]]:
+    """``"NAME key=value ..."`` -> (NAME, overrides)."""
+    name, *overrides = shlex.split(entry)
+    return name, overrides
+
+
+def train_config(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml with overrides; inside ``python -m lra.bench`` Hydra already searches conf/."""
+    if GlobalHydra.instance().is_initialized():
+        return compose("train", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
 
 
 def run_loops(settings: LoopSettings, device: torch.device,
               log: Callable[[str], None] = print) -> list[LoopResult]:
-    unknown = sorted(set(settings.runners) - set(RUNNERS))
+    runners = [parse_entry(entry) for entry in settings.runners]
+    unknown = sorted({name for name, _ in runners} - set(RUNNERS))
     if unknown:
         raise ValueError(f"bench.loop.runners: unknown {', '.join(unknown)}; known: {', '.join(RUNNERS)}")
-    with tempfile.TemporaryDirectory(prefix="lra-bench-listops-") as data_dir:
-        data = _data(settings, Path(data_dir))
-        results = []
-        runners = list(settings.runners)
-        for round_index in range(settings.rounds):
-            shift = round_index % len(runners)
-            for runner in runners[shift:] + runners[:shift]:
-                result = RUNNERS[runner](settings, data, device, round_index)
-                gc.collect()  # the trainer holds reference cycles; free its model before the next runner
-                release(device)
-                log(f"loop {runner} round {round_index}: {1 / result.seconds_per_step:.2f} steps/s, "
-                    f"peak {result.peak_mib if result.peak_mib is None else round(result.peak_mib)} MiB")
-                results.append(result)
-        return results
+    deadline = time.monotonic() + settings.budget_s if settings.budget_s else math.inf
+    results = []
+    for entry in settings.presets:
+        name, overrides = parse_entry(entry)
+        with tempfile.TemporaryDirectory(prefix="lra-bench-loop-") as data_dir:
+            preset = Preset(entry, [f"experiment={name}", *overrides, *settings.overrides], Path(data_dir))
+            preset.spec = prepare_data(preset.config()).spec  # the cache, once, before any runner is timed
+            for round_index in range(settings.rounds):
+                shift = round_index % len(runners)
+                for label, (runner, runner_overrides) in _rotated(settings.runners, runners, shift):
+                    if time.monotonic() > deadline:
+                        log(f"loop: bench.loop.budget_s spent, {entry} / {label} round {round_index} not run")
+                        continue
+                    try:
+                        result = RUNNERS[runner](preset, runner_overrides, settings, device)
+                    except Exception:  # one runner's failure (a preset it does not fit) must not lose the others
+                        log(f"loop {entry} / {label} round {round_index} failed:\n{traceback.format_exc()}")
+                        continue
+                    finally:
+                        gc.collect()  # trainers hold reference cycles: free their models before the next runner
+                        release(device)
+                    result = LoopResult(**{**vars(result), "runner": label, "round": round_index})
+                    log(f"loop {entry} / {label} round {round_index}: {1 / result.seconds_per_step:.2f} steps/s, "
+                        f"peak {None if result.peak_mib is None else round(result.peak_mib)} MiB")
+                    results.append(result)
+    return results
 
 
-def _data(settings: LoopSettings, data_dir: Path) -> ListOpsDataModule:
-    total = settings.batch_size * (settings.warmup_steps + settings.steps)
-    data = ListOpsDataModule(data_dir=data_dir, batch_size=settings.batch_size,
-                             num_workers=settings.num_workers, source="generate", max_length=settings.length,
-                             num_train=total,
-                             num_val=settings.batch_size, num_test=settings.batch_size,
-                             generator={"min_length": settings.min_length, "max_length": settings.length})
-    data.prepare_data()
-    data.setup("fit")
-    return data
-
-
-def _model(settings: LoopSettings, data: ListOpsDataModule, device: torch.device) -> LRAClassifier:
-    torch.manual_seed(settings.seed)
-    config = ModelConfig(d_model=settings.d_model, num_layers=settings.layers, num_heads=settings.heads,
-                         mlp_dim=settings.mlp_dim, dropout=settings.dropout,
-                         attention_dropout=settings.attention_dropout)
-    return LRAClassifier(data.spec, config, settings.attention).to(device)
-
-
-def _optimizer(model: torch.nn.Module, settings: LoopSettings, device: torch.device) -> torch.optim.Optimizer:
-    """The harness's AdamW (conf/optimizer/adamw.yaml), fused on CUDA as the harness makes it."""
-    return torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=ADAMW_BETAS, eps=ADAMW_EPS,
-                             weight_decay=ADAMW_WEIGHT_DECAY, fused=device.type == "cuda")
-
-
-def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
-          dtype: str) -> torch.Tensor:
-    with precision(device, dtype):
-        logits = model(batch["inputs"], batch.get("padding_mask"))
-    return F.cross_entropy(logits.float(), batch["labels"])
+def _rotated(labels: tuple[str, ...], runners: list, shift: int) -> Iterator[tuple[str, tuple[str, list[str]]]]:
+    pairs = list(zip(labels, runners, strict=True))
+    yield from pairs[shift:] + pairs[:shift]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -133,46 +155,104 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _peak(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
-
-
 def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def run_bare(settings: LoopSettings, data: ListOpsDataModule, device: torch.device,
-             round_index: int) -> LoopResult:
-    model = _model(settings, data, device)
-    optimizer = _optimizer(model, settings, device)
+def _peak(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
+
+
+def _autocast(cfg: DictConfig, device: torch.device):
+    dtype = AUTOCAST.get(str(cfg.precision))
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _dtype_label(cfg: DictConfig) -> str:
+    return {"bf16-mixed": "bf16", "16-mixed": "fp16"}.get(str(cfg.precision), "fp32")
+
+
+def _optimizer(cfg: DictConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """The preset's optimizer, fused on CUDA as the harness makes it."""
+    factory = hydra.utils.instantiate(cfg.optimizer)
+    fused = {"fused": True} if device.type == "cuda" and factory.func is torch.optim.AdamW else {}
+    return factory(model.parameters(), **fused)
+
+
+def _model(cfg: DictConfig, spec: TaskSpec, device: torch.device, seed: int) -> tuple[nn.Module, Callable]:
+    """The harness's model on the device, and how the harness would call it for training (compiled or not)."""
+    torch.manual_seed(seed)
+    config = ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
+    model = LRAClassifier(spec, config, cfg.attention.name,
+                          {k: v for k, v in OmegaConf.to_container(cfg.attention, resolve=True).items()
+                           if k != "name"}).to(device)
+    mode = config.compile_mode(spec, device)
+    return model, (torch.compile(model, mode=mode) if mode else model)
+
+
+def _timed_steps(step: Callable[[dict | None], None], batches: Iterator[dict | None], settings: LoopSettings,
+                 device: torch.device) -> float:
+    """Seconds per step over ``settings.steps`` steps after ``settings.warmup_steps``."""
+    for _ in range(settings.warmup_steps):
+        step(next(batches))
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(settings.steps):
+        step(next(batches))
+    _synchronize(device)
+    return (time.perf_counter() - start) / settings.steps
+
+
+def _forever(datamodule: LRADataModule) -> Iterator[dict]:
+    epoch = 0
+    while True:
+        loader = datamodule.train_dataloader()
+        loader.batch_sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _result(preset: Preset, cfg: DictConfig, seconds: float, peak: float | None, params: int,
+            note: str = "") -> LoopResult:
+    model = ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
+    return LoopResult(preset.label, "", 0, seconds, peak, int(cfg.task.batch_size), preset.spec.max_length,
+                      params, _dtype_label(cfg), cfg.attention.name, model.num_heads, model.head_dim, note)
+
+
+def run_bare(preset: Preset, overrides: list[str], settings: LoopSettings, device: torch.device) -> LoopResult:
+    cfg = preset.config(overrides)
+    datamodule = prepare_data(cfg)
+    model, forward = _model(cfg, datamodule.spec, device, settings.seed)
+    optimizer = _optimizer(cfg, model, device)
     model.train()
     _reset_peak(device)
-    start = 0.0
-    for step, batch in enumerate(data.train_dataloader()):
-        if step == settings.warmup_steps:
-            _synchronize(device)
-            start = time.perf_counter()
+
+    def step(batch: dict) -> None:
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        _loss(model, batch, device, settings.dtype).backward()
+        with _autocast(cfg, device):
+            logits = forward(batch["inputs"], batch.get("padding_mask"))
+        F.cross_entropy(logits.float(), batch["labels"]).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    _synchronize(device)
-    return LoopResult("bare", round_index, (time.perf_counter() - start) / settings.steps, _peak(device))
+
+    seconds = _timed_steps(step, _forever(datamodule), settings, device)
+    return _result(preset, cfg, seconds, _peak(device), _count(model))
 
 
 class _MinimalModule(L.LightningModule):
-    def __init__(self, model: LRAClassifier, settings: LoopSettings):
+    def __init__(self, cfg: DictConfig, model: nn.Module, forward: Callable):
         super().__init__()
+        self.cfg = cfg
         self.model = model
-        self.settings = settings
+        self.__dict__["forward_for_training"] = forward  # outside the module tree, as the harness keeps it
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        logits = self.model(batch["inputs"], batch.get("padding_mask"))
+        logits = self.forward_for_training(batch["inputs"], batch.get("padding_mask"))
         return F.cross_entropy(logits.float(), batch["labels"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return _optimizer(self.model, self.settings, self.device)
+        return _optimizer(self.cfg, self.model, self.device)
 
 
 class _StepClock(L.Callback):
@@ -194,56 +274,119 @@ class _StepClock(L.Callback):
         self.end = time.perf_counter()
 
 
-def run_lightning(settings: LoopSettings, data: ListOpsDataModule, device: torch.device,
-                  round_index: int) -> LoopResult:
-    module = _MinimalModule(_model(settings, data, device), settings)
+def run_lightning(preset: Preset, overrides: list[str], settings: LoopSettings,
+                  device: torch.device) -> LoopResult:
+    cfg = preset.config(overrides)
+    datamodule = prepare_data(cfg)
+    model, forward = _model(cfg, datamodule.spec, device, settings.seed)
     clock = _StepClock(settings.warmup_steps, device)
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-                        precision=PRECISIONS[settings.dtype],
-                        max_steps=settings.warmup_steps + settings.steps,
+                        precision=cfg.precision, max_steps=settings.warmup_steps + settings.steps,
                         limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
     _reset_peak(device)
-    trainer.fit(module, train_dataloaders=data.train_dataloader())
-    return LoopResult("lightning", round_index, (clock.end - clock.start) / settings.steps, _peak(device))
+    trainer.fit(_MinimalModule(cfg, model, forward), train_dataloaders=datamodule.train_dataloader())
+    return _result(preset, cfg, (clock.end - clock.start) / settings.steps, _peak(device), _count(model))
 
 
-def harness_overrides(settings: LoopSettings, data_dir: Path, device: torch.device) -> list[str]:
-    """``train.py`` overrides that train the same model on the same batches as the other runners."""
+def harness_overrides(settings: LoopSettings, device: torch.device) -> list[str]:
+    """What turns a preset's train.py run into the timed span: its steps, one validation, no wandb."""
     steps = settings.warmup_steps + settings.steps
-    return [
-        "task=listops", "task.source=generate", f"task.max_length={settings.length}",
-        f"task.num_train={settings.batch_size * steps}", f"task.num_val={settings.batch_size}",
-        f"task.num_test={settings.batch_size}", f"task.generator.min_length={settings.min_length}",
-        f"task.generator.max_length={settings.length}", f"task.batch_size={settings.batch_size}",
-        f"task.num_workers={settings.num_workers}",
-        f"attention={settings.attention}", "model=lra_base", f"model.d_model={settings.d_model}",
-        f"model.qkv_dim={settings.d_model}", f"model.num_layers={settings.layers}",
-        f"model.num_heads={settings.heads}", f"model.mlp_dim={settings.mlp_dim}",
-        f"model.dropout={settings.dropout}", f"model.attention_dropout={settings.attention_dropout}",
-        "optimizer=adamw", f"optimizer.lr={settings.lr}", "scheduler=constant",
-        f"trainer={'gpu' if device.type == 'cuda' else 'cpu'}", f"precision={PRECISIONS[settings.dtype]}",
-        f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "trainer.limit_val_batches=1",
-        f"measure_warmup_steps={settings.warmup_steps}", "logger=none", "test_after_fit=false",
-        f"seed={settings.seed}", f"paths.data_dir={data_dir}", f"paths.models_dir={data_dir / 'models'}",
-        f"paths.results_dir={data_dir / 'results'}",
-    ]
+    return [f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}", f"trainer.max_steps={steps}",
+            f"trainer.val_check_interval={steps}", "trainer.limit_val_batches=1",
+            f"measure_warmup_steps={settings.warmup_steps}", "logger=none", "test_after_fit=false",
+            f"seed={settings.seed}"]
 
 
-def _train_config(overrides: list[str]) -> DictConfig:
-    """conf/train.yaml with overrides; inside ``python -m lra.bench`` Hydra already searches conf/."""
-    if GlobalHydra.instance().is_initialized():
-        return compose("train", overrides=overrides)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
-def run_harness(settings: LoopSettings, data: ListOpsDataModule, device: torch.device,
-                round_index: int) -> LoopResult:
-    record = train(_train_config(harness_overrides(settings, data.data_dir, device)))
+def run_harness(preset: Preset, overrides: list[str], settings: LoopSettings, device: torch.device) -> LoopResult:
+    cfg = preset.config([*overrides, *harness_overrides(settings, device)])
+    record = train(cfg)
     efficiency = record["efficiency"]
     peak = efficiency["peak_memory_mib"] if efficiency["memory_kind"].startswith("cuda") else None
-    return LoopResult("harness", round_index, 1 / efficiency["steps_per_s"], peak)
+    note = "; ".join(f"{key}={value}" for key, value in efficiency["speed"].items())
+    return _result(preset, cfg, 1 / efficiency["steps_per_s"], peak, record["params"], note)
 
 
-RUNNERS = {"bare": run_bare, "lightning": run_lightning, "harness": run_harness}
+class LeanModel(nn.Module):
+    """The preset's architecture as a user would write it in a hurry: pre-norm blocks on flash SDPA, no
+    padding mask, no dropout. Same parameters as ``LRAClassifier`` (the bench checks the count)."""
+
+    def __init__(self, spec: TaskSpec, cfg: ModelConfig):
+        super().__init__()
+        width, qkv = cfg.d_model, cfg.qkv_dim or cfg.d_model
+        self.heads, self.cls_pool, self.dual = cfg.num_heads, cfg.pooling == "cls", spec.dual
+        self.nli = cfg.dual_interaction == "nli"
+        length = spec.max_length + int(self.cls_pool)
+        self.embed = nn.Embedding(spec.vocab_size, width) if spec.vocab_size else nn.Linear(1, width)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width)) if self.cls_pool else None
+        if cfg.pos_encoding == "learned":
+            self.position = nn.Parameter(torch.randn(length, width) * 0.02)
+        else:
+            self.register_buffer("position", sinusoidal_table(length, width) * (cfg.pos_encoding != "none"))
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "norm1": nn.LayerNorm(width), "qkv": nn.Linear(width, 3 * qkv, bias=False),
+            "out": nn.Linear(qkv, width, bias=False), "norm2": nn.LayerNorm(width),
+            "mlp": nn.Sequential(nn.Linear(width, cfg.mlp_dim), nn.GELU(), nn.Linear(cfg.mlp_dim, width)),
+        }) for _ in range(cfg.num_layers))
+        self.norm = nn.LayerNorm(width)
+        features = width * (4 if cfg.dual_interaction == "nli" else 2) if spec.dual else width
+        hidden = [nn.Linear(features, cfg.mlp_dim), nn.ReLU()]
+        if spec.dual:
+            hidden += [nn.Linear(cfg.mlp_dim, cfg.mlp_dim // 2), nn.ReLU()]
+        self.head = nn.Sequential(*hidden, nn.Linear(hidden[-2].out_features, spec.num_classes))
+
+    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.embed(inputs if inputs.dtype == torch.long else inputs.unsqueeze(-1))
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)
+        x = x + self.position[: x.shape[1]]
+        for block in self.blocks:
+            batch, length, _ = x.shape
+            q, k, v = block["qkv"](block["norm1"](x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            x = x + block["out"](F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
+            x = x + block["mlp"](block["norm2"](x))
+        x = self.norm(x)
+        return x[:, 0] if self.cls_pool else x.mean(1)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.dual:
+            return self.head(self.encode(inputs))
+        u, v = self.encode(inputs.flatten(0, 1)).view(len(inputs), 2, -1).unbind(1)
+        return self.head(torch.cat([u, v, u * v, u - v] if self.nli else [u, v], dim=-1))
+
+
+def run_lean(preset: Preset, overrides: list[str], settings: LoopSettings, device: torch.device) -> LoopResult:
+    if overrides:
+        raise ValueError(f"bench.loop.runners: lean takes no overrides, got {' '.join(overrides)}")
+    cfg = preset.config()
+    spec = preset.spec
+    torch.manual_seed(settings.seed)
+    model = LeanModel(spec, ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))).to(device)
+    harness_params = _count(LRAClassifier(spec, ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True)),
+                                          cfg.attention.name))
+    batch = int(cfg.task.batch_size)
+    shape = (batch, 2, spec.max_length) if spec.dual else (batch, spec.max_length)
+    inputs = (torch.randint(1, spec.vocab_size, shape, device=device) if spec.vocab_size
+              else torch.rand(shape, device=device))
+    labels = torch.randint(0, spec.num_classes, (batch,), device=device)
+    optimizer = _optimizer(cfg, model, device)
+    _reset_peak(device)
+
+    def step(_: None) -> None:
+        with _autocast(cfg, device):
+            logits = model(inputs)
+        F.cross_entropy(logits.float(), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    seconds = _timed_steps(step, iter(lambda: None, 1), settings, device)
+    params = _count(model)
+    note = "" if params == harness_params else f"parameters differ from the harness's {harness_params}"
+    return _result(preset, cfg, seconds, _peak(device), params, note)
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+RUNNERS = {"lean": run_lean, "bare": run_bare, "lightning": run_lightning, "harness": run_harness}

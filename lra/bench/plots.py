@@ -7,6 +7,7 @@ measured in this sweep (``lra.bench.crossover``).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -62,3 +63,35 @@ def _mark_crossings(axis, crossings: list[CrossoverRow], colours: dict[str, str]
         if c.measured is not None and c.measured.estimate is not None:
             text = f"measured: {c.cheaper} cheaper than {c.than} from N={c.measured.estimate:.0f}"
             axis.axvline(c.measured.estimate, linestyle=":", linewidth=1.5, color=colour, label=text)
+
+
+def plot_loop(path: Path, medians: dict[str, dict[str, float]], title: str) -> None:
+    """Grouped bars, one group per preset: each runner's steps/s relative to the lean loop (the bare loop
+    where no lean runner ran), its absolute steps/s written on the bar."""
+    presets = list(medians)
+    runners = list(dict.fromkeys(runner for by_runner in medians.values() for runner in by_runner))
+    reference = "lean" if all("lean" in by_runner for by_runner in medians.values()) else "bare"
+    width = 0.8 / max(len(runners), 1)
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.6 * len(presets) * max(len(runners), 1) / 3), 4.8))
+    for index, runner in enumerate(runners):
+        xs, heights, labels = [], [], []
+        for position, preset in enumerate(presets):
+            ms, base = medians[preset].get(runner), medians[preset].get(reference)
+            if ms is None or base is None:
+                continue
+            xs.append(position + (index - (len(runners) - 1) / 2) * width)
+            heights.append(base / ms)
+            labels.append(f"{1000 / ms:.1f}")
+        bars = axis.bar(xs, heights, width=width * 0.95, label=runner)
+        axis.bar_label(bars, labels=labels, fontsize=6, padding=1)
+    axis.axhline(1.0, color="grey", linewidth=0.8)
+    names = [textwrap.shorten(p.removeprefix("preset="), 90, placeholder=" ...") for p in presets]
+    axis.set_xticks(range(len(presets)), [textwrap.fill(n, 30) for n in names], fontsize=6)
+    axis.set_ylabel(f"steps/s relative to the {reference} loop (bars: steps/s)")
+    axis.set_xlabel("task preset")
+    axis.legend(fontsize=7)
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120, format="png"))
+    plt.close(figure)

@@ -15,10 +15,13 @@ Trimming: a batch is cut to its longest example, rounded up to ``pad_multiple`` 
 from batch to batch. Padding sits at the end and no backend lets a padded key reach a real position
 (``tests/attention/test_contract.py``), so a trimmed batch gives the predictions of the full-length one, up
 to rounding (kernels see other shapes).
-Evaluation trims (``trim_eval``, on for Text and Retrieval): its batches come from the split sorted by
-length, so each is cut close to its own reviews' length. Training trims only with ``trim_padding`` (off by
-default): it changes the shapes that dropout draws masks for, so a run is no longer bit-for-bit the
-untrimmed one.
+Evaluation trims (``trim_eval``, on for ListOps, Text and Retrieval): its batches come from the split
+sorted by length, so each is cut close to its own examples' length. Training trims with ``trim_padding``
+(uniform random batches cut to their longest example) or ``bucket`` (length-bucketed batches, cut to their
+longest: most padding goes), both off by default: bucketing changes the mix of examples within a batch,
+and either changes the shapes that dropout draws masks for, so a run is no longer the faithful one. On CUDA
+the model removes padding without either (``model.unpad``: every layer on real tokens, packed) where the
+attention backend can, keeping the sampler's batches.
 
 Splits live in a prepared cache (``lra.data.cache``): per split, ``inputs`` ``(n, [2,] N)`` (the task's
 stored values, e.g. raw bytes), ``lengths`` ``(n, [2])`` and ``labels`` ``(n,)``, memory-mapped, so
@@ -42,6 +45,7 @@ from lra.data import cache
 from lra.data.loader import ResumableBatchSampler, ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
+POOL_BATCHES = 50  # length bucketing sorts pools of this many batches: lengths vary little within a batch
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class TaskSpec:
     vocab_size: int | None  # token ids 0..vocab_size-1 with 0 = padding; None for float inputs
     dual: bool = False  # two documents per example (Retrieval)
     pads: bool = True  # whether a batch can carry a padding mask
+    fixed_length: bool = True  # whether unpadded batches all have max_length positions (not TaylorShift's ListOps)
 
 
 @dataclass(frozen=True)
@@ -123,14 +128,14 @@ class LRADataModule(L.LightningDataModule):
     ``describe_source()`` (what the run record stores about the data). ``validation_split`` names the
     split that serves as validation ("test" for IMDB under LRA's protocol); ``form`` says how stored
     arrays become batches; ``trim_eval`` makes evaluation trim them too, on the split sorted by length;
-    ``bucket_by_length`` turns on length bucketing of train batches.
+    ``bucket`` turns on length bucketing of train batches (trimmed).
     """
 
     spec: TaskSpec
     validation_split: str = "val"
     form: BatchForm = BatchForm()
     trim_eval: bool = False
-    bucket_by_length: bool = False
+    bucket: bool = False
 
     def __init__(
         self,
@@ -175,20 +180,31 @@ class LRADataModule(L.LightningDataModule):
         self.prepare_data()
         if not self.splits:
             self.splits = {
-                s: CachedSplit(self.cache_dir, s, self.spec, self.form if s == "train" else self._eval_form)
+                s: CachedSplit(self.cache_dir, s, self.spec, self._train_form if s == "train" else self._eval_form)
                 for s in cache.splits_in(self.cache_dir)
             }
+
+    @property
+    def _train_form(self) -> BatchForm:
+        return replace(self.form, trim=True) if self.bucket else self.form
 
     @property
     def _eval_form(self) -> BatchForm:
         return replace(self.form, trim=True) if self.trim_eval else self.form
 
+    def describe_batches(self) -> str:
+        """How training batches are drawn, for the run record's protocol."""
+        if self.bucket:
+            return (f"length-bucketed: batches of similar length from pools of {POOL_BATCHES} batches, "
+                    f"trimmed to their longest example (multiple of {self.form.pad_multiple})")
+        trimmed = f", trimmed to their longest example (multiple of {self.form.pad_multiple})" if self.form.trim else ""
+        return f"uniform random{trimmed}"
+
     def train_dataloader(self) -> DataLoader:
         train = self.splits["train"]
-        lengths = train.lengths if self.bucket_by_length else None
-        sampler = ResumableBatchSampler(
-            len(train), self.batch_size, shuffle=True, drop_last=True, seed=self.seed, lengths=lengths
-        )
+        lengths = train.lengths if self.bucket else None
+        sampler = ResumableBatchSampler(len(train), self.batch_size, shuffle=True, drop_last=True, seed=self.seed,
+                                        lengths=lengths, pool_batches=POOL_BATCHES)
         return self._loader(train, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -199,7 +215,7 @@ class LRADataModule(L.LightningDataModule):
 
     def eval_dataloader(self, split: str) -> DataLoader:
         dataset = self.splits[split]
-        if self.bucket_by_length or self._eval_form.trim:
+        if self._eval_form.trim:
             # The whole split sorted by length (one pool), so trimming cuts the most.
             sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False,
                                             lengths=dataset.lengths, pool_batches=len(dataset))

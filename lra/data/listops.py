@@ -207,6 +207,10 @@ class ListOpsDataModule(LRADataModule):
         generator: dict | None = None,
         generator_seed: int = 0,
         generator_workers: int | None = None,
+        trim_padding: bool = False,
+        trim_eval: bool = True,
+        bucket: bool = False,
+        pad_multiple: int = 64,
         name: str = "listops",
         **common,
     ):
@@ -236,8 +240,13 @@ class ListOpsDataModule(LRADataModule):
                     f"{max_length}: TaylorShift trees have exactly their drawn length"
                 )
             self.form = BatchForm(trim=True)
+        else:
+            self.form = BatchForm(trim=trim_padding, pad_multiple=pad_multiple)
+            self.trim_eval = trim_eval
+            self.bucket = bucket
         self.spec = TaskSpec(
-            name=name, num_classes=10, max_length=max_length, vocab_size=vocab_size, pads=variant == "lra"
+            name=name, num_classes=10, max_length=max_length, vocab_size=vocab_size, pads=variant == "lra",
+            fixed_length=variant == "lra",
         )
         self.source_files: dict[str, Path] = {}
         self.source_label = ""

@@ -66,21 +66,21 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
 
     def _bucketed(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        pool = self.pool_batches * self.batch_size
         lengths = np.asarray(self.lengths)
         if lengths.ndim > 1:  # dual inputs: bucket by the longer document
             lengths = lengths.max(axis=tuple(range(1, lengths.ndim)))
-        pools = [
-            chunk[np.argsort(lengths[chunk], kind="stable")]
-            for chunk in np.split(order, range(pool, len(order), pool))
-        ]
-        order = np.concatenate(pools)
+        # The examples that fill no whole batch are the last of the random order, set aside before sorting,
+        # so that those left out of an epoch are a random few, not the longest of a pool.
         full = len(order) // self.batch_size
+        order, rest = order[: full * self.batch_size], order[full * self.batch_size :]
+        pool = self.pool_batches * self.batch_size
+        pools = [chunk[np.argsort(lengths[chunk], kind="stable")]
+                 for chunk in np.split(order, range(pool, len(order), pool))]
         # The batches in a random order, so a prefix of them (limit_val_batches) is not just the shortest
         # examples: a new order each epoch when shuffling, else one fixed order whatever the epoch.
         batch_order = (rng if self.shuffle else np.random.default_rng(self.seed)).permutation(full)
-        head = order[: full * self.batch_size].reshape(full, self.batch_size)[batch_order].ravel()
-        return np.concatenate([head, order[full * self.batch_size :]])
+        head = np.concatenate(pools).reshape(full, self.batch_size)[batch_order].ravel()
+        return np.concatenate([head, rest])
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self.skip = self.skip, 0

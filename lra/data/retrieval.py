@@ -15,7 +15,7 @@ reported with its file and line. LRA's loader drops the last partial evaluation 
 (``drop_remainder=True``); we evaluate every pair.
 
 Sources, in order: ``source_dir`` (the ``lra_release`` root or its ``tsv_data`` folder), then
-``<data_dir>/raw/lra_release/tsv_data``. ``trim_eval`` (on), ``trim_padding`` and ``bucket_by_length`` (off)
+``<data_dir>/raw/lra_release/tsv_data``. ``trim_eval`` (on), ``trim_padding`` and ``bucket`` (off)
 cut padding as for Text.
 """
 
@@ -91,7 +91,7 @@ class RetrievalDataModule(LRADataModule):
         source_dir: str | None = None,
         trim_padding: bool = False,
         trim_eval: bool = True,
-        bucket_by_length: bool = False,
+        bucket: bool = False,
         pad_multiple: int = 128,
         name: str = "retrieval",
         **common,
@@ -101,7 +101,7 @@ class RetrievalDataModule(LRADataModule):
             raise ValueError(f"task.max_length must be positive (LRA: 4000 per document), got {max_length}")
         self.max_length = max_length
         self.source_dir = Path(source_dir) if source_dir else None
-        self.bucket_by_length = bucket_by_length
+        self.bucket = bucket
         self.trim_eval = trim_eval
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
         self.spec = TaskSpec(

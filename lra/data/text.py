@@ -19,7 +19,7 @@ stripped and UTF-8 encoded the same way). Reviews are sorted (neg before pos, by
 stored in a fixed shuffled order (``lra.data.base.storage_order``).
 
 Most reviews are far shorter than 4000 bytes. ``trim_eval`` (on) evaluates on length-sorted batches cut
-to their longest review, which predicts the same; ``trim_padding`` / ``bucket_by_length`` (off, see
+to their longest review, which predicts the same; ``trim_padding`` / ``bucket`` (off, see
 ``lra.data.base`` and ``lra.data.loader``) cut the padding of training batches too.
 """
 
@@ -127,7 +127,7 @@ class TextDataModule(LRADataModule):
         split_seed: int = 0,
         trim_padding: bool = False,
         trim_eval: bool = True,
-        bucket_by_length: bool = False,
+        bucket: bool = False,
         pad_multiple: int = 128,
         name: str = "text",
         **common,
@@ -147,7 +147,7 @@ class TextDataModule(LRADataModule):
         self.holdout_fraction = holdout_fraction
         self.split_seed = split_seed
         self.validation_split = "test" if validation == "test" else "val"
-        self.bucket_by_length = bucket_by_length
+        self.bucket = bucket
         self.trim_eval = trim_eval
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
         self.spec = TaskSpec(name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lra.attention.packing import PackedSequences
 from lra.data.base import TaskSpec
 from lra.model.config import ModelConfig
 from lra.model.embedding import InputEmbedding, PositionalEncoding
@@ -32,6 +33,16 @@ class Encoder(nn.Module):
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
+        self.unpad = cfg.unpad
+        if cfg.unpad is True and not self.blocks[0].attn.core.packs_sequences:
+            raise ValueError(f"model.unpad=true: attention {attention!r} cannot attend within packed sequences; "
+                             "use model.unpad=auto or false")
+
+    def packs_on(self, device: torch.device) -> bool:
+        """Whether padded batches run packed on ``device``: the backend can and ``unpad`` allows it (auto: CUDA)."""
+        if not self.blocks[0].attn.core.packs_sequences:
+            return False
+        return self.unpad is True or (self.unpad == "auto" and device.type == "cuda")
 
     def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None):
         x = self.embed(inputs)
@@ -39,10 +50,16 @@ class Encoder(nn.Module):
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
             if padding_mask is not None:
                 padding_mask = torch.cat([padding_mask.new_zeros(x.shape[0], 1), padding_mask], dim=1)
-        x = self.drop(self.position(x))
+        x = self.position(x)
+        packing = PackedSequences.from_padding_mask(padding_mask) \
+            if padding_mask is not None and self.packs_on(x.device) else None
+        if packing is not None:  # every layer on the real tokens alone; padded positions come back as zeros
+            x = packing.pack(x)
+        x = self.drop(x)
         for block in self.blocks:
-            x = block(x, padding_mask)
-        return self.norm(x), padding_mask
+            x = block(x, padding_mask, packing)
+        x = self.norm(x)
+        return (packing.unpack(x) if packing is not None else x), padding_mask
 
 
 class LRAClassifier(nn.Module):

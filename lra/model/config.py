@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from lra.data.base import TaskSpec
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 @dataclass
 class ModelConfig:
@@ -25,7 +31,13 @@ class ModelConfig:
     embedding: str = "auto"  # auto (token ids -> lookup table, floats -> linear) | token | linear
     embedding_init_std: float = 1.0  # LRA's nn.Embed init: normal(1.0)
     dual_interaction: str = "nli"  # nli: [u, v, u*v, u-v] (LRA's NLI head) | concat: [u, v]
-    compile: bool = False  # torch.compile the model
+    # Speed options: neither changes what is learned (outputs agree up to rounding; dropout draws its masks on
+    # another layout). unpad: run every layer on real tokens alone, packed, where the attention backend can
+    # (softmax) and a batch pads; auto = on CUDA. compile: torch.compile the model for training; auto = on
+    # CUDA where every training batch has one shape (tasks that never pad), a torch.compile mode name
+    # ("reduce-overhead" adds CUDA graphs) or true/false; a failed compilation falls back to eager, with one line.
+    unpad: bool | str = "auto"
+    compile: bool | str = "auto"
 
     def __post_init__(self) -> None:
         width = self.qkv_dim or self.d_model
@@ -38,8 +50,22 @@ class ModelConfig:
         for key, (value, valid) in checks.items():
             if value not in valid:
                 raise ValueError(f"model.{key}={value!r}; valid: {', '.join(valid)}")
+        for key in ("unpad", "compile"):
+            value = getattr(self, key)
+            valid = ("auto",) if key == "unpad" else ("auto", *COMPILE_MODES)
+            if not isinstance(value, bool) and value not in valid:
+                raise ValueError(f"model.{key}={value!r}; valid: true, false, {', '.join(valid)}")
         if width % self.num_heads:
             raise ValueError(f"model.qkv_dim ({width}) must be divisible by model.num_heads ({self.num_heads})")
+
+    def compile_mode(self, spec: TaskSpec, device: torch.device) -> str | None:
+        """The torch.compile mode ``compile`` asks for when training ``spec`` on ``device``; None: eager."""
+        if self.compile == "auto":
+            fixed_shape = not spec.pads and spec.fixed_length
+            return "default" if device.type == "cuda" and fixed_shape else None
+        if self.compile is True:
+            return "default"
+        return self.compile or None
 
     @property
     def head_dim(self) -> int:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lra.attention import create
+from lra.attention.packing import PackedSequences
 
 
 class SelfAttention(nn.Module):
@@ -24,7 +25,12 @@ class SelfAttention(nn.Module):
         self.core = create(attention, num_heads=num_heads, head_dim=self.head_dim, max_length=max_length,
                            dropout=dropout, **attention_options)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None,
+                packing: PackedSequences | None = None) -> torch.Tensor:
+        """``x`` ``(batch, length, width)``, or ``(tokens, width)`` of packed sequences with ``packing``."""
+        if packing is not None:
+            q, k, v = self.qkv(x).view(x.shape[0], 3, self.num_heads, self.head_dim).unbind(1)
+            return self.out(self.core.forward_packed(q, k, v, packing).flatten(1))
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         y = self.core(q, k, v, key_padding_mask=padding_mask)
@@ -45,6 +51,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, mlp_dim), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(mlp_dim, width), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), padding_mask))
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None,
+                packing: PackedSequences | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), padding_mask, packing))
         return x + self.mlp(self.norm2(x))

@@ -48,6 +48,9 @@ class EfficiencyMonitor(L.Callback):
     which cannot be taken apart.
     On a GPU, ``device_processes`` is the most compute processes seen on it at the measurement's
     boundaries (NVML; None where it cannot tell): a run that shared its GPU has a meaningless speed.
+    Each segment also counts its wall time from the start of training (``fit_seconds``: warm-up, compilation,
+    validation and checkpoints included) and the part spent validating (``validation_seconds``), so the
+    summary says which share of a run's time went to validation (``validation_fraction``, over every segment).
 
     Each process that trains a run measures one *segment*; the earlier segments of a resumed run travel
     in its checkpoint. The summary pools the segments measured under the conditions of the longest one
@@ -60,6 +63,7 @@ class EfficiencyMonitor(L.Callback):
         self.earlier_segments: list[dict[str, Any]] = []
         self.restored_segments: list[dict[str, Any]] = []
         self.device = torch.device("cpu")
+        self.fit_started = time.perf_counter()
         self.reset()
 
     def reset(self) -> None:
@@ -73,6 +77,9 @@ class EfficiencyMonitor(L.Callback):
         self.training_peak = 0.0
         self.validation_peak: float | None = None
         self.training_ended = False
+        self.fit_ended: float | None = None
+        self.validation_seconds = 0.0
+        self.validation_started: float | None = None
 
     def _count_device_processes(self) -> None:
         count = device_process_count(self.device)
@@ -94,6 +101,9 @@ class EfficiencyMonitor(L.Callback):
 
     def steps_seen(self, trainer: L.Trainer) -> int:
         return trainer.global_step - self.first_step
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_started = time.perf_counter()  # before the module's own start (a compilation) runs
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.reset()
@@ -124,10 +134,17 @@ class EfficiencyMonitor(L.Callback):
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._pause()
+        if not trainer.sanity_checking:
+            _sync(self.device)
+            self.validation_started = time.perf_counter()
         if self.device.type == "cuda" and not trainer.sanity_checking:
             self.training_peak = max(self.training_peak, self._cuda_peak())
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        if self.validation_started is not None:
+            _sync(self.device)
+            self.validation_seconds += time.perf_counter() - self.validation_started
+            self.validation_started = None
         if self.device.type == "cuda" and not trainer.sanity_checking:
             self.validation_peak = max(self.validation_peak or 0.0, self._cuda_peak())
 
@@ -139,6 +156,7 @@ class EfficiencyMonitor(L.Callback):
         if self.device.type == "cuda":  # the tests of the checkpoints come after: keep them out
             self.training_peak = max(self.training_peak, self._cuda_peak())
         self.training_ended = True
+        self.fit_ended = time.perf_counter()
 
     def segment(self) -> dict[str, Any]:
         """This process's measurement, as counts (rates are taken when segments are pooled)."""
@@ -150,8 +168,10 @@ class EfficiencyMonitor(L.Callback):
         else:
             peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
         real = self.real_tokens if isinstance(self.real_tokens, int) else int(self.real_tokens.item())
+        fit = (self.fit_ended or time.perf_counter()) - self.fit_started
         return {"device": describe_device(self.device), "device_processes": self.device_processes,
                 "memory_kind": kind, "steps": self.steps, "seconds": round(self.elapsed + running, 3),
+                "fit_seconds": round(fit, 3), "validation_seconds": round(self.validation_seconds, 3),
                 "samples": self.samples, "tokens": real, "padded_tokens": self.padded_tokens,
                 "peak_memory_mib": round(peak, 1),
                 "validation_peak_memory_mib": None if self.validation_peak is None else round(self.validation_peak, 1)}
@@ -178,6 +198,8 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
     rate = (lambda n: round(n / total["seconds"], 2)) if total["seconds"] > 0 else (lambda n: None)
     validation_peaks = [segment["validation_peak_memory_mib"] for segment in pooled
                         if segment.get("validation_peak_memory_mib") is not None]
+    timed = [segment for segment in segments if "fit_seconds" in segment]  # older records' segments lack it
+    fit_seconds = sum(segment["fit_seconds"] for segment in timed)
     return {
         "steps_per_s": rate(total["steps"]),
         "samples_per_s": rate(total["samples"]),
@@ -190,6 +212,9 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
         "measured_seconds": round(total["seconds"], 3),
         "device_processes": longest["device_processes"],
         "pooled_segments": len(pooled),
+        "fit_seconds": round(fit_seconds, 3) if timed else None,
+        "validation_fraction": round(sum(s["validation_seconds"] for s in timed) / fit_seconds, 4)
+        if fit_seconds > 0 else None,
     }
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import lightning as L
 import torch
@@ -31,8 +33,13 @@ class LRAModule(L.LightningModule):
     ):
         super().__init__()
         self.model = LRAClassifier(spec, model, attention, attention_options)
-        if model.compile:
-            self.model.compile()  # in place: parameter names (and checkpoints) stay those of the plain model
+        self.spec = spec
+        self.model_config = model
+        # The compiled model for training steps, kept out of the module tree so that parameter names and
+        # checkpoints stay those of the plain model; evaluation runs the plain model (its batches can be
+        # trimmed to many widths, each a recompilation).
+        self.__dict__["compiled"] = None
+        self.speed: dict[str, Any] = {"compile": "off", "unpad": False}
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # validate_args=False: the checks read values back from the GPU, a device sync on every step
@@ -43,12 +50,44 @@ class LRAModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["inputs"], batch.get("padding_mask"))
 
-    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch)
+    def _step(self, batch: dict[str, torch.Tensor],
+              model: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = (model or self.model)(batch["inputs"], batch.get("padding_mask"))
         return F.cross_entropy(logits.float(), batch["labels"]), logits
 
+    def on_fit_start(self) -> None:
+        device = self.trainer.strategy.root_device
+        self.speed["unpad"] = self.spec.pads and self.model.encoder.packs_on(device)
+        mode = self.model_config.compile_mode(self.spec, device)
+        if mode is not None and self.compiled is None:
+            self.__dict__["compiled"] = self._compiled_or_none(mode, device)
+            self.speed["compile"] = self.speed["compile"] if self.compiled is None else f"on ({mode})"
+
+    def _compiled_or_none(self, mode: str, device: torch.device) -> Callable | None:
+        """The compiled model after one probe step (forward and backward, random state untouched, gradients
+        cleared), or None with a one-line message if compilation fails: training then runs eager."""
+        compiled = torch.compile(self.model, mode=mode)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        batch = getattr(datamodule, "batch_size", 1)
+        shape = (batch, 2, self.spec.max_length) if self.spec.dual else (batch, self.spec.max_length)
+        dtype = torch.long if self.spec.vocab_size is not None else torch.float32
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                with self.trainer.precision_plugin.forward_context():
+                    logits = compiled(torch.zeros(shape, dtype=dtype, device=device), None)
+                logits.float().sum().backward()
+        except Exception as error:  # any compiler failure: train eager rather than not at all
+            reason = f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"[:200]
+            print(f"model.compile={self.model_config.compile}: torch.compile failed ({reason}); training eager",
+                  file=sys.stderr, flush=True)
+            self.speed["compile"] = f"failed ({reason})"
+            return None
+        finally:
+            self.model.zero_grad(set_to_none=True)
+        return compiled
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, logits = self._step(batch)
+        loss, logits = self._step(batch, self.compiled)
         self.train_acc(logits, batch["labels"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc)

@@ -124,7 +124,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finish_wandb(logger, exit_code=1)
         raise
     record.update(status="finished", metrics=metrics, history=history.history,
-                  efficiency=monitor.summary(),
+                  efficiency={**monitor.summary(), "speed": speed_options(module, datamodule)},
                   paths={**record["paths"], "checkpoints": checkpoint_paths(trainer)})
     record["metrics"]["step"] = trainer.global_step
     if logger is not None:
@@ -155,12 +155,19 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
             "validation_split": datamodule.validation_split,
             "test_checkpoints": {"best": "highest val/acc", "last": "last training step"},
             "data_source": datamodule.describe_source(),
+            "train_batches": datamodule.describe_batches(),
         },
         "environment": environment(),
         "paths": {"run_dir": str(run_dir)},
         "config": OmegaConf.to_container(cfg, resolve=True),
         "resumed": resumes,
     }
+
+
+def speed_options(module: LRAModule, datamodule) -> dict[str, Any]:
+    """The speed options in force: compilation (or why it fell back), packed layers, bucketing, trimming."""
+    return {**module.speed, "bucket": datamodule.bucket, "trim_train": datamodule.splits["train"].form.trim,
+            "trim_eval": datamodule.trim_eval}
 
 
 def checkpoint_callbacks(trainer: L.Trainer) -> tuple[ModelCheckpoint, LastCheckpoint]:
@@ -190,6 +197,10 @@ def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
     return {"best": best.best_model_path, "last": last.last_model_path}
 
 
+def _share(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
+
+
 def _float(value) -> float | None:
     return None if value is None else float(value)
 
@@ -205,7 +216,8 @@ def print_summary(record: dict[str, Any], record_path: Path) -> None:
         f"  test accuracy: {pct('test/acc@best')} (best-val checkpoint), {pct('test/acc@last')} (last);"
         f" best val accuracy {pct('val/acc_best')}",
         f"  throughput: {eff['samples_per_s']} samples/s, {eff['tokens_per_s']} tokens/s (real), "
-        f"{eff['padded_tokens_per_s']} tokens/s (padded), over {eff['measured_steps']} steps",
+        f"{eff['padded_tokens_per_s']} tokens/s (padded), over {eff['measured_steps']} steps; "
+        f"validation {_share(eff.get('validation_fraction'))} of {eff.get('fit_seconds')} s training",
         f"  {memory}: {eff['peak_memory_mib']} MiB",
         f"  checkpoints: {checkpoints['best'] or '-'} (best), {checkpoints['last']} (last)",
         f"  record: {record_path}",

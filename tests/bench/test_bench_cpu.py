@@ -89,17 +89,29 @@ def test_layer_and_model_levels_report_throughput_against_softmax(tmp_path, leve
     assert "## Throughput, d=4, bf16" in markdown and "| softmax | 16 |" in markdown and "1.00x" in markdown
 
 
-def test_loop_level_compares_the_bare_loop_with_lightning(tmp_path):
-    paths = run_bench(tmp_path, ["bench.level=loop", "bench.loop.d_model=16", "bench.loop.heads=2",
-                                 "bench.loop.layers=1", "bench.loop.mlp_dim=16", "bench.loop.length=48",
-                                 "bench.loop.min_length=8", "bench.loop.batch_size=4",
+TINY_LISTOPS = ("lra/listops model.d_model=16 model.qkv_dim=16 model.num_heads=2 model.num_layers=1 "
+                "model.mlp_dim=16 task.max_length=48 task.generator.min_length=8 task.generator.max_length=48 "
+                "task.generator.max_depth=3 task.num_train=64 task.num_val=8 task.num_test=8 task.batch_size=4 "
+                "precision=32")
+
+
+def test_loop_level_runs_every_runner_on_every_preset(tmp_path):
+    presets = f"['{TINY_LISTOPS}','{TINY_LISTOPS} model.pooling=mean']"
+    runners = "[lean,bare,lightning,harness,'harness task.bucket=true']"
+    paths = run_bench(tmp_path, ["bench.level=loop", f"bench.loop.presets={presets}", f"bench.loop.runners={runners}",
                                  "bench.loop.warmup_steps=1", "bench.loop.steps=2", "bench.loop.rounds=1"])
     _, rows = read_rows(paths["csv"])
-    assert [r["series"] for r in rows] == ["bare", "lightning", "harness"]
-    assert {r["level"] for r in rows} == {"loop"} and all(float(r["time_ms"]) > 0 for r in rows)
+    runners_run = ["lean", "bare", "lightning", "harness", "harness task.bucket=true"]
+    assert [r["series"] for r in rows] == runners_run * 2
+    assert len({r["options"] for r in rows}) == 2 and {r["level"] for r in rows} == {"loop"}
+    assert all(float(r["time_ms"]) > 0 for r in rows)
+    params = {r["note"].split("; ")[1] for r in rows}
+    assert len(params) == 2 and "parameters differ" not in " ".join(r["note"] for r in rows)  # lean = harness
+    bucketed = next(r for r in rows if r["series"] == "harness task.bucket=true")
+    assert "bucket=True" in bucketed["note"] and "compile=off" in bucketed["note"]
     markdown = paths["markdown"].read_text()
-    assert "## Training-loop overhead" in markdown and "| bare |" in markdown and "+0.0%" in markdown
-    assert "| harness |" in markdown
+    assert "## Training loops" in markdown and "| lean |" in markdown and "| 1.000 |" in markdown
+    assert paths["plot0"].name == "loop.png" and paths["plot0"].stat().st_size > 10_000
 
 
 def test_unknown_backend_fails_before_measuring(tmp_path):

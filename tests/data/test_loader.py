@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from lra.data.listops import ListOpsDataModule
 from lra.data.loader import ResumableBatchSampler
 
 
@@ -53,3 +55,43 @@ def test_unshuffled_bucketing_keeps_one_batch_order_that_is_not_by_length():
     assert batches[0] != list(range(99, 89, -1))  # a prefix is not the ten shortest
     sampler.set_epoch(3)  # Lightning sets the epoch of evaluation samplers too
     assert list(sampler) == batches
+
+
+def test_bucketed_epochs_leave_out_a_random_few_never_the_longest():
+    """With drop_last, an epoch holds every example once but the remainder (< batch), drawn at random."""
+    lengths = np.arange(1, 1004)
+    sampler = ResumableBatchSampler(1003, 10, shuffle=True, drop_last=True, seed=3, lengths=lengths,
+                                    pool_batches=20)
+    left_out = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        taken = [i for batch in sampler for i in batch]
+        assert len(taken) == len(set(taken)) == 1000
+        left_out.append(set(range(1003)) - set(taken))
+    assert all(len(rest) == 3 for rest in left_out) and len(set().union(*left_out)) > 3
+    assert min(lengths[list(set().union(*left_out))]) < 900  # not the longest of their pools
+
+
+def test_bucketed_training_resumes_at_any_step(tmp_path):
+    """A bucketed loader stopped after k batches and restored from its state goes on with the same batches."""
+    def loader(epoch: int = 0):
+        data = ListOpsDataModule(data_dir=tmp_path / "data", source="generate", max_length=96, num_train=120,
+                                 num_val=8, num_test=8, generator={"max_depth": 4, "max_args": 4, "min_length": 8,
+                                 "max_length": 96}, generator_workers=1, batch_size=8, bucket=True, pad_multiple=4,
+                                 seed=7)
+        data.setup()
+        train = data.train_dataloader()
+        train.batch_sampler.set_epoch(epoch)
+        return train
+
+    whole = [batch["inputs"] for batch in loader()]
+    assert len({b.shape[1] for b in whole}) > 1  # trimmed: widths vary with the bucket
+    for k in (0, 1, 5, len(whole) - 1):
+        first = loader()
+        iterator = iter(first)
+        for _ in range(k):
+            next(iterator)
+        resumed = loader()
+        resumed.load_state_dict(first.state_dict())
+        rest = [batch["inputs"] for batch in resumed]
+        assert len(rest) == len(whole) - k and all(torch.equal(a, b) for a, b in zip(rest, whole[k:], strict=True))
