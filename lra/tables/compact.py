@@ -205,7 +205,7 @@ def _published_only_html(rows: list[CompactRow]) -> str:
         + "".join(f"<td>{html.escape(_published_text(published.LRA_TABLE1.rows[model][t]))}</td>" for t in TASKS)
         + f"<td>{published.LRA_TABLE1.printed_avg[model]:.2f}</td></tr>" for model in models)
     return (f'<details class="published-only"><summary>Published only: {len(models)} models of LRA Table 1 that no '
-            f"backend of ours is compared with</summary><table><thead><tr><th>Model</th>{head}<th>Avg</th></tr>"
+            f"row of ours is compared with</summary><table><thead><tr><th>Model</th>{head}<th>Avg</th></tr>"
             f"</thead><tbody>{body}</tbody></table></details>")
 
 

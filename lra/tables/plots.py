@@ -253,9 +253,9 @@ def _figure3_caption(rows: list[CompactRow], group: list[Entry], length: int) ->
             "softmax's there; one point per benchmarked implementation of a backend." if group else
             f"Ours: no benchmark at N = {length} yet (python -m lra.bench bench.level=model "
             "'bench.lengths=[1024,2048,3072,4096]'), so no point of ours can be placed.")
-    theirs = (f"LRA (hollow): {published.LRA_TABLE1.citation} accuracy against {published.LRA_TABLE2.citation} "
-              f"steps/s and memory at {length // 1024}K, divided by its Transformer's; a published model has the "
-              "colour of the backend of ours compared with it, grey if none.")
+    theirs = (f"LRA (hollow): {published.LRA_TABLE1.title} accuracy against LRA Table 2 steps/s and memory at "
+              f"{length // 1024}K ({published.LRA_TABLE2.citation}; {published.LRA_TABLE2.setup}), divided by its "
+              "Transformer's; a published model has the colour of the backend of ours compared with it, grey if none.")
     size = (f"Marker area: peak memory ÷ softmax's (areas capped at {MEMORY_CAP:g}×; the label gives larger "
             "ratios).")
     missing = ([f"Not timed at this length: {', '.join(untimed)}."] if untimed and group else []) + (
