@@ -176,7 +176,7 @@ def keep_one_run_per_seed(cell: Cell) -> None:
                 cell.not_counted.append((run, f"seed {seed} counts once: run {kept.run_id} trained more steps"))
 
 
-def _primary_order(cell: Cell) -> tuple:
+def primary_order(cell: Cell) -> tuple:
     """Which cell stands in a row of published presets: a result, the full schedule, most seeds."""
     most_steps = max((run.steps or 0 for run in cell.counted), default=0)
     return (not cell.counted, cell.departure.shortened, -most_steps, -len(cell.counted),
@@ -193,7 +193,7 @@ def assign_rows(cells: list[Cell]) -> list[Row]:
         rest = []
         for column in TASKS:
             candidates = sorted((c for c in members if c.column == column and not c.departure.differences),
-                                key=_primary_order)
+                                key=primary_order)
             if candidates:
                 main.cells[column] = candidates[0]
             rest += [c for c in members if c.column == column and c is not main.cells.get(column)]
@@ -204,7 +204,7 @@ def assign_rows(cells: list[Cell]) -> list[Row]:
 
 def _variant_rows(attention: str, family: str, cells: list[Cell]) -> list[Row]:
     rows: dict[str, Row] = {}
-    for cell in sorted(cells, key=lambda c: (c.departure.label(), TASKS.index(c.column), _primary_order(c))):
+    for cell in sorted(cells, key=lambda c: (c.departure.label(), TASKS.index(c.column), primary_order(c))):
         label = cell.departure.label() or _protocol_label(cell)
         for extra in (_protocol_label(cell), f"preset {cell.preset}"):
             if label in rows and cell.column in rows[label].cells:

@@ -68,10 +68,11 @@ class Entry:
     runs: int | None = None
     tokens_per_s: float | None = None
     memory_kind: str = "cuda_max_allocated"
+    backend: str = ""  # the attention backend the series or the runs use
 
 
 FIELDS = ("source", "device", "setting", "name", "length", "status", "steps_per_s", "speed_vs_softmax",
-          "peak_mib", "memory_vs_softmax", "runs", "tokens_per_s", "memory_kind")
+          "peak_mib", "memory_vs_softmax", "runs", "tokens_per_s", "memory_kind", "backend")
 
 
 def load_bench(bench_dir: Path) -> list[BenchPoint]:
@@ -123,7 +124,8 @@ def bench_entries(points: list[BenchPoint]) -> list[Entry]:
         entries.append(Entry("bench", p.device, setting, p.series, p.length, p.status,
                              p.steps_per_s, p.peak_mib if ok else None,
                              _divide(p.steps_per_s, base.steps_per_s if base else None),
-                             _divide(p.peak_mib if ok else None, base.peak_mib if base else None)))
+                             _divide(p.peak_mib if ok else None, base.peak_mib if base else None),
+                             backend=p.backend))
     return entries
 
 
@@ -146,7 +148,7 @@ def training_entries(result: AccuracyResult) -> list[Entry]:
             speed, memory = _mean(_alone(measured), "steps_per_s"), _mean(measured, "peak_memory_mib")
             entries.append(Entry("training", device, setting, attention, length, "ok", speed, memory,
                                  _divide(speed, base_speed), _divide(memory, base_memory), len(measured),
-                                 _mean(_alone(measured), "tokens_per_s"), kind))
+                                 _mean(_alone(measured), "tokens_per_s"), kind, attention))
     return entries
 
 

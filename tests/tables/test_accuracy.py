@@ -135,7 +135,8 @@ def test_written_files(scenario: Path, presets: PresetConfigs, tmp_path: Path) -
     settings = Settings(runs_dir=scenario, bench_dir=tmp_path / "none", tables_dir=tmp_path / "tables", report=None)
     written = build(settings, presets)
     assert sorted(p.name for p in written) == ["lra_accuracy.csv", "lra_accuracy.md", "lra_accuracy.tex",
-                                               "lra_accuracy_cells.csv", "lra_efficiency.csv", "lra_efficiency.md"]
+                                               "lra_accuracy_cells.csv", "lra_compact.md", "lra_efficiency.csv",
+                                               "lra_efficiency.md", "lra_figure3.png"]
     wide = {(row["row"], row["kind"]): row for row in csv.DictReader(io.StringIO(
         (tmp_path / "tables" / "lra_accuracy.csv").read_text()))}
     ours = wide["softmax · lra", "ours"]

@@ -24,8 +24,8 @@ def test_writes_every_file_from_an_empty_results_folder(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     tables = tmp_path / "results" / "tables"
     assert sorted(p.name for p in tables.iterdir()) == [
-        "lra_accuracy.csv", "lra_accuracy.md", "lra_accuracy.tex", "lra_accuracy_cells.csv", "lra_efficiency.csv",
-        "lra_efficiency.md"]
+        "lra_accuracy.csv", "lra_accuracy.md", "lra_accuracy.tex", "lra_accuracy_cells.csv", "lra_compact.md",
+        "lra_efficiency.csv", "lra_efficiency.md", "lra_figure3.png"]
     assert "| Transformer | LRA Table 1 | 36.37 | 64.27 | 57.46 | 42.44 | 71.40 | FAIL | 54.39 |" in (
         tables / "lra_accuracy.md").read_text()
     assert (tmp_path / "results" / "report.html").is_file()
@@ -35,6 +35,7 @@ def test_writes_every_file_from_an_empty_results_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["runs_dir=nowhere"], "error: no run records: nowhere is not a folder"),
     (["checkpoint=final"], "error: checkpoint='final'; valid: best, last"),
+    (["figure3.length=5000"], "error: figure3.length=5000: LRA Table 2 reports [1024, 2048, 3072, 4096]"),
 ])
 def test_bad_input_gives_one_short_error(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "results" / "runs").mkdir(parents=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from lra.tables.build import Settings, build
 from lra.tables.runs import RecordError, from_record, load_wandb, merge
+from lra.tables.variants import PresetConfigs
+from tests.tables.conftest import RecordWriter
+from tests.tables.test_efficiency import write_bench_fixture
 
 
 class FakeApi:
@@ -65,3 +70,35 @@ def test_real_wandb_without_login_fails_cleanly(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # and nothing reachable
     with pytest.raises(RecordError, match="(?s)cannot read wandb project 'me/lra'.*wandb login"):
         load_wandb("me/lra")
+
+
+def wandb_run_of(records: RecordWriter, run_id: str, seed: int, accuracy: float, attention: str) -> SimpleNamespace:
+    """A wandb run as lra.train logs it: the resolved config, summary metrics and the val/acc history."""
+    config = records.config(["experiment=lra/listops", f"attention={attention}"], (f"seed={seed}",))
+    summary = {"test/acc@best": accuracy, "test/acc@last": accuracy, "trainer/global_step": 5000, "params": 100_000,
+               "efficiency/steps_per_s": 8.0, "efficiency/peak_memory_mib": 5000.0}
+    history = [{"trainer/global_step": 50 * i, "val/acc": accuracy * i / 3} for i in (1, 2, 3)]
+    return SimpleNamespace(id=run_id, state="finished", config=config, summary=summary, metadata={"gpu": "NVIDIA H100"},
+                           tags=[f"attention:{attention}", "task:listops", "preset:lra/listops"],
+                           scan_history=lambda keys: iter(history))
+
+
+def test_report_views_from_a_wandb_project(records: RecordWriter, presets: PresetConfigs, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m lra.tables wandb=ENTITY/lra` with no local records: the compact table, the Figure 3 view and
+    the curves come from the project's runs (wandb.Api replaced by a fake of the public API)."""
+    import wandb
+
+    runs = [wandb_run_of(records, "w1", 0, 0.36, "softmax"), wandb_run_of(records, "w2", 1, 0.38, "softmax"),
+            wandb_run_of(records, "w3", 0, 0.18, "performer")]
+    monkeypatch.setattr(wandb, "Api", lambda timeout: FakeApi(runs))
+    settings = Settings(runs_dir=tmp_path / "no-records", bench_dir=write_bench_fixture(tmp_path / "bench"),
+                        tables_dir=tmp_path / "tables", report=tmp_path / "report.html", wandb="me/lra",
+                        figure_length=2048)
+    build(settings, presets)
+    page = settings.report.read_text()
+    assert 'data-runs="w1 w2"' in page and 'data-runs="w3"' in page
+    assert "<b class=\"mean\">37.00 ± 1.41</b>" in page and "and wandb project me/lra" in page
+    assert "Training curves" in page and (tmp_path / "tables" / "lra_figure3.png").is_file()
+    compact = (tmp_path / "tables" / "lra_compact.md").read_text()
+    assert "| softmax | lra/* | LRA Transformer | 37.00 ± 1.41 (n=2) · LRA 36.37 (+0.63) [c1] |" in compact
