@@ -163,17 +163,20 @@ def collect_cells(runs: list[Run], presets: PresetConfigs, checkpoint: str) -> t
 
 def keep_one_run_per_seed(cell: Cell) -> None:
     """A seed counts once: a rerun of a seed (a shortened run begun again, say) would otherwise weigh twice in
-    the mean. The run that trained the most steps stands; the others are listed as not counted."""
+    the mean. The run that trained the most steps stands, the latest of those where several did (the current
+    code, chosen without looking at results); the others are listed as not counted."""
     by_seed: dict[int, list[Run]] = {}
     for run in cell.counted:
         if run.seed is not None:
             by_seed.setdefault(run.seed, []).append(run)
     for seed, runs in by_seed.items():
-        kept = max(runs, key=lambda run: (run.steps or 0, run.run_id))
+        kept = max(runs, key=lambda run: (run.steps or 0, run.created, run.run_id))
         for run in runs:
             if run is not kept:
                 cell.counted.remove(run)
-                cell.not_counted.append((run, f"seed {seed} counts once: run {kept.run_id} trained more steps"))
+                longer = (kept.steps or 0) > (run.steps or 0)
+                why = "trained more steps" if longer else "is a later run of as many steps"
+                cell.not_counted.append((run, f"seed {seed} counts once: run {kept.run_id} {why}"))
 
 
 def primary_order(cell: Cell) -> tuple:

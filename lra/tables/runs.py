@@ -45,6 +45,7 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     device: str = "unknown"
     error: str | None = None
+    created: str = ""  # ISO-8601 start of the run ("" where unknown)
 
     @property
     def family(self) -> str | None:
@@ -140,6 +141,7 @@ def from_record(record: dict[str, Any], origin: str) -> Run:
         history=record.get("history") or [],
         device=str((record.get("environment") or {}).get("device", "unknown")),
         error=record.get("error"),
+        created=str(record.get("created") or ""),
     )
 
 

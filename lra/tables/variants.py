@@ -26,6 +26,8 @@ IGNORED_KEYS = ("seed", "run_id", "ckpt_path", "preset", "logger", "paths", "hyd
                 "measure_warmup_steps", "progress_refresh_steps", "trainer.log_every_n_steps",
                 # evaluation on trimmed batches predicts what full-length batches do (tests/train/test_trimmed_eval.py)
                 "task.trim_eval",
+                # speed options that leave what is learned as it is (tests/model/test_packed.py, lra/model/config.py)
+                "model.compile", "model.unpad",
                 "trainer.enable_model_summary", "trainer.precision",  # trainer.precision is ${precision}
                 # where the data comes from is the record's data-source label, which splits cells by itself
                 "task.source", "task.generate_large", "task.generate_workers", "task.generator_workers",
@@ -71,7 +73,9 @@ def compare(run_config: dict[str, Any], preset_config: dict[str, Any], steps_don
     ours, preset = flatten(run_config), flatten(preset_config)
     differences, preset_steps = [], None
     for key in sorted(set(ours) | set(preset)):
-        if _ignored(key) or ours.get(key, "<absent>") == preset.get(key, "<absent>"):
+        # A key the run's config lacks is an option added after the run; options are added with a default that
+        # keeps what earlier code did, so the run had the preset's value.
+        if _ignored(key) or key not in ours or ours[key] == preset.get(key, "<absent>"):
             continue
         if key == STEP_KEY and _fewer(ours.get(key), preset.get(key)):
             preset_steps = int(preset[key])

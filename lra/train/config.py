@@ -20,7 +20,8 @@ from lra.model import ModelConfig
 # of a run's identity, so resuming with another value (a longer trainer.max_time cap) still finds the run.
 _NOT_IDENTITY = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.devices", "trainer.num_nodes",
                  "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
-                 "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps")
+                 "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
+                 "model.compile", "model.unpad")
 
 
 class ConfigError(ValueError):

@@ -257,3 +257,29 @@ def test_a_cell_within_a_point_of_the_majority_label_reads_at_chance(conf_dir: P
     assert "chance" not in notes[2]
     at_chance = [row[accuracy.CELL_FIELDS.index("at_chance")] for row in accuracy.cell_rows(result)]
     assert at_chance == [True, False, False]
+
+
+def test_options_added_after_a_run_and_speed_options_make_no_variant() -> None:
+    """A record written before an option existed had the option's default; compile and unpad change no result."""
+    from lra.tables.variants import compare
+
+    preset = {"task": {"bucket": False, "max_length": 2000}, "model": {"compile": "auto", "unpad": "auto"},
+              "trainer": {"max_steps": 5000}}
+    older = {"task": {"max_length": 2000}, "model": {"compile": False}, "trainer": {"max_steps": 5000}}
+    assert compare(older, preset).label() == ""
+    assert compare({**older, "task": {"max_length": 2000, "bucket": True}}, preset).label() == "task.bucket=True"
+
+
+def test_a_seed_run_again_for_as_many_steps_counts_its_latest_run(conf_dir: Path, presets: PresetConfigs,
+                                                                  tmp_path: Path) -> None:
+    """Between runs of one seed with equal steps the later one stands, whatever their scores: no choosing."""
+    records = RecordWriter(conf_dir, tmp_path / "runs")
+    for run_id, created, best in (("zzold", "2026-11-23T08:00:00+0000", 0.37), ("aanew", "2026-12-02T17:00:00+0000",
+                                                                               0.30)):
+        record = records.write(run_id, preset="lra/listops", seed=1, best=best, last=best)
+        record["created"] = created
+        (tmp_path / "runs" / f"{run_id}.json").write_text(json.dumps(record))
+    result = result_of(tmp_path / "runs", presets)
+    assert rows_by_name(accuracy.main_table(result))["softmax · lra"][2].startswith("30.00 (n=1")
+    assert "not counted: run zzold (seed 1 counts once: run aanew is a later run of as many steps)" in \
+        accuracy.protocol_notes(result)[0]
