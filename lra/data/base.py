@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lra.data import cache
+from lra.data.errors import DataError
 from lra.data.loader import ResumableBatchSampler, ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
@@ -200,11 +201,21 @@ class LRADataModule(L.LightningDataModule):
         trimmed = f", trimmed to their longest example (multiple of {self.form.pad_multiple})" if self.form.trim else ""
         return f"uniform random{trimmed}"
 
+    def replicas(self) -> dict[str, int]:
+        """``num_replicas`` and ``rank`` of this process under data-parallel training (1 and 0 alone)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return {"num_replicas": 1, "rank": 0}
+        if self.batch_size % trainer.world_size:
+            raise DataError(f"task.batch_size={self.batch_size} is the global batch and must divide among the "
+                             f"{trainer.world_size} processes; choose a multiple of {trainer.world_size}")
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
+
     def train_dataloader(self) -> DataLoader:
         train = self.splits["train"]
         lengths = train.lengths if self.bucket else None
         sampler = ResumableBatchSampler(len(train), self.batch_size, shuffle=True, drop_last=True, seed=self.seed,
-                                        lengths=lengths, pool_batches=POOL_BATCHES)
+                                        lengths=lengths, pool_batches=POOL_BATCHES, **self.replicas())
         return self._loader(train, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -218,9 +229,9 @@ class LRADataModule(L.LightningDataModule):
         if self._eval_form.trim:
             # The whole split sorted by length (one pool), so trimming cuts the most.
             sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False,
-                                            lengths=dataset.lengths, pool_batches=len(dataset))
+                                            lengths=dataset.lengths, pool_batches=len(dataset), **self.replicas())
         else:
-            sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False)
+            sampler = ResumableBatchSampler(len(dataset), self.eval_batch_size, shuffle=False, **self.replicas())
         return self._loader(dataset, sampler)
 
     def _loader(self, dataset: Dataset, sampler: ResumableBatchSampler) -> DataLoader:

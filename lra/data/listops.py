@@ -356,7 +356,8 @@ class ListOpsDataModule(LRADataModule):
     def train_dataloader(self) -> DataLoader:
         if self.variant == "lra":
             return super().train_dataloader()
-        sampler = EpochStampedSampler(self.sizes["train"], self.batch_size, shuffle=False, drop_last=True)
+        sampler = EpochStampedSampler(self.sizes["train"], self.batch_size, shuffle=False, drop_last=True,
+                                      **self.replicas())
         return self._loader(self.splits["train"], sampler)
 
     def describe_source(self) -> dict[str, object]:

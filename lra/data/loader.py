@@ -21,7 +21,13 @@ from torch.utils.data import DataLoader, Sampler
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
-    """Batches of indices; shuffled by (seed, epoch) when ``shuffle``; can start mid-epoch."""
+    """Batches of indices; shuffled by (seed, epoch) when ``shuffle``; can start mid-epoch.
+
+    Data-parallel: ``batch_size`` is the global batch; with ``num_replicas`` processes, the one of rank ``rank``
+    takes every ``num_replicas``-th example of each global batch (a bucketed batch's slices stay alike in
+    length). The ranks see disjoint shards that together are the one-process epoch, batch for batch, and
+    resume at the same batch, since the order depends on (seed, epoch) alone.
+    """
 
     def __init__(
         self,
@@ -33,6 +39,8 @@ class ResumableBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         lengths: np.ndarray | None = None,
         pool_batches: int = 50,
+        num_replicas: int = 1,
+        rank: int = 0,
     ):
         if num_samples < 1:
             raise ValueError("cannot sample from an empty split")
@@ -45,6 +53,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.lengths = lengths
         self.pool_batches = pool_batches
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside the {num_replicas} processes")
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self.skip = 0  # batches of the current epoch already consumed before a restart
 
@@ -58,12 +70,16 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return full if self.drop_last or rest == 0 else full + 1
 
     def batches(self) -> list[np.ndarray]:
-        """Every batch of the current epoch, in order (a function of seed and epoch only)."""
+        """Every batch of the current epoch for this rank, in order (a function of seed and epoch only)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
         if self.lengths is not None:
             order = self._bucketed(order, rng)
-        return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
+        batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
+        if self.num_replicas == 1:
+            return batches
+        shards = [batch[self.rank :: self.num_replicas] for batch in batches]
+        return [shard for shard in shards if len(shard)]  # a last evaluation batch smaller than the ranks
 
     def _bucketed(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         lengths = np.asarray(self.lengths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lra.data.listops import ListOpsDataModule
@@ -95,3 +96,24 @@ def test_bucketed_training_resumes_at_any_step(tmp_path):
         resumed.load_state_dict(first.state_dict())
         rest = [batch["inputs"] for batch in resumed]
         assert len(rest) == len(whole) - k and all(torch.equal(a, b) for a, b in zip(rest, whole[k:], strict=True))
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_ranks_take_disjoint_shards_of_each_global_batch(bucketed):
+    lengths = np.random.default_rng(1).integers(1, 500, 203) if bucketed else None
+    one = ResumableBatchSampler(203, 8, shuffle=True, drop_last=True, seed=4, lengths=lengths)
+    ranks = [ResumableBatchSampler(203, 8, shuffle=True, drop_last=True, seed=4, lengths=lengths, num_replicas=2,
+                                   rank=r) for r in (0, 1)]
+    whole, shards = list(one), [list(r) for r in ranks]
+    assert all(len(s) == len(whole) == 25 for s in shards) and all(len(b) == 4 for s in shards for b in s)
+    for batch, first, second in zip(whole, *shards, strict=True):  # the same global batches, split
+        assert not set(first) & set(second) and sorted(first + second) == sorted(batch)
+    for rank in ranks:  # a resume is the same batch on every rank
+        rank.skip = 7
+    assert [list(r) for r in ranks] == [s[7:] for s in shards]
+
+
+def test_a_last_evaluation_batch_smaller_than_the_ranks_leaves_no_empty_batch():
+    shards = [list(ResumableBatchSampler(9, 4, shuffle=False, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert sorted(i for shard in shards for batch in shard for i in batch) == list(range(9))
+    assert all(batch for shard in shards for batch in shard)
