@@ -85,18 +85,19 @@ class ResumableBatchSampler(Sampler[list[int]]):
         lengths = np.asarray(self.lengths)
         if lengths.ndim > 1:  # dual inputs: bucket by the longer document
             lengths = lengths.max(axis=tuple(range(1, lengths.ndim)))
-        # The examples that fill no whole batch are the last of the random order, set aside before sorting,
-        # so that those left out of an epoch are a random few, not the longest of a pool.
         full = len(order) // self.batch_size
-        order, rest = order[: full * self.batch_size], order[full * self.batch_size :]
+        # Training drops the examples that fill no whole batch: they are the last of the random order, set aside
+        # before sorting, so those left out of an epoch are a random few, not the longest of a pool.
+        kept = full * self.batch_size if self.drop_last else len(order)
+        order, rest = order[:kept], order[kept:]
         pool = self.pool_batches * self.batch_size
-        pools = [chunk[np.argsort(lengths[chunk], kind="stable")]
-                 for chunk in np.split(order, range(pool, len(order), pool))]
+        order = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
+                                for chunk in np.split(order, range(pool, len(order), pool))])
         # The batches in a random order, so a prefix of them (limit_val_batches) is not just the shortest
         # examples: a new order each epoch when shuffling, else one fixed order whatever the epoch.
         batch_order = (rng if self.shuffle else np.random.default_rng(self.seed)).permutation(full)
-        head = np.concatenate(pools).reshape(full, self.batch_size)[batch_order].ravel()
-        return np.concatenate([head, rest])
+        head = order[: full * self.batch_size].reshape(full, self.batch_size)[batch_order].ravel()
+        return np.concatenate([head, order[full * self.batch_size :], rest])
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self.skip = self.skip, 0
