@@ -201,3 +201,15 @@ def test_the_reference_dilation_is_opencv_s() -> None:
         kernel = (rng.random((size, size)) < 0.3).astype(np.uint8)
         kernel[size // 2, 0] = 1
         np.testing.assert_array_equal(official.dilate(image, kernel), cv2.dilate(image, kernel))
+
+
+def test_the_dot_cue_measures() -> None:
+    from lra.data.generate.pathfinder_compare import auc, best_threshold_accuracy
+
+    labels = np.array([0, 0, 1, 1, 1])
+    assert auc(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), labels) == 1.0
+    assert auc(np.array([5.0, 4.0, 3.0, 2.0, 1.0]), labels) == 0.0
+    assert auc(np.array([1.0, 1.0, 1.0, 1.0, 1.0]), labels) == 0.5
+    assert auc(np.array([1.0, 3.0, 2.0, 4.0, 5.0]), labels) == 5 / 6
+    assert best_threshold_accuracy(np.array([1.0, 3.0, 2.0, 4.0, 5.0]), labels) == 0.8
+    assert best_threshold_accuracy(np.array([5.0, 4.0, 3.0, 2.0, 1.0]), labels) == 1.0
