@@ -40,15 +40,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lra.data import cache, hf
+from lra.data import cache, hf, provenance
 from lra.data.base import BatchForm, LRADataModule, TaskSpec, storage_order
 from lra.data.errors import DataError, DataNotFoundError
+from lra.data.fetch import ARCHIVES
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 HF_REPO = "uoft-cs/cifar10"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FORMAT_VERSION = 2
+RELEASED_ROWS = {"train": 50_000, "test": 10_000}  # CIFAR-10 (Krizhevsky 2009)
 VAL_FRACTION = 0.1
 FETCH_HINT = (
     "Get CIFAR-10 with `python -m lra.data fetch cifar10`, or set task.source_dir to a "
@@ -419,8 +421,19 @@ class ImageDataModule(LRADataModule):
             FORMAT_VERSION,
             describe=lambda: {"data_source": self.source_label},
         )
-        self.source_label = str(cache.read_manifest(directory).get("data_source", ""))
+        self.source_label = self._checked_label(directory, str(cache.read_manifest(directory).get("data_source", "")))
         return directory
+
+    def _checked_label(self, directory: Path, read_as: str) -> str:
+        """``read_as`` (what the files are) only for CIFAR-10's 50,000 + 10,000 images and, for the archive of
+        pickles, the sha256 that ``lra.data.fetch`` checks downloads against."""
+        cached = provenance.cached_rows(directory)
+        rows = {"train": cached["train"] + cached["val"], "test": cached["test"]}
+        digest = None
+        if self.source_format == "pickles-archive":
+            digest = provenance.source_sha256(directory, self.source_path) == ARCHIVES["cifar10"].sha256
+        other = read_as.replace("CIFAR-10", "CIFAR-10-format images", 1)
+        return provenance.source_label(read_as, other, rows, RELEASED_ROWS, digest)
 
     def _label(self, kind: str) -> str:
         if kind.startswith("pickles"):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lra.data import cache
+from lra.data import cache, provenance
 from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec, first_with, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.listops import (
@@ -49,6 +49,7 @@ VOCAB = ["<pad>", *[str(d) for d in range(10)], "[MIN", "[MAX", "[MED", "[SM", "
 TOKEN_ID = {token: i for i, token in enumerate(VOCAB)}
 LRA_VOCAB_SIZE = 16  # pad + 15 tokens; FIRST and LAST only in the TaylorShift variant
 RELEASE_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+RELEASED_ROWS = {"train": 96_000, "val": 2_000, "test": 2_000}  # lra_release/listops-1000 (LRA paper: 96K/2K/2K)
 VARIANTS = ("lra", "taylorshift")
 FORMAT_VERSION = 2
 FETCH_HINT = (
@@ -264,9 +265,7 @@ class ListOpsDataModule(LRADataModule):
         if directory is None and (self.source == "release" or (self.source == "auto" and self.source_dir)):
             looked = [str(c) for c in release_candidates(self.source_dir, self.data_dir, "listops-1000")]
             raise DataNotFoundError("ListOps release TSVs", looked, FETCH_HINT)
-        if directory is not None:
-            self.source_label = self.folder_label(directory)
-        else:
+        if directory is None:
             self.generated = True
             directory = ensure_generated(
                 generated_dir(self.data_dir, self.sizes, self.generator, self.generator_seed),
@@ -275,20 +274,18 @@ class ListOpsDataModule(LRADataModule):
                 self.generator_seed,
                 self.generator_workers,
             )
-            self.source_label = (
-                f"generated with LRA's released listops rules (seed {self.generator_seed}, "
-                f"{self.sizes['train']}/{self.sizes['val']}/{self.sizes['test']})"
-            )
         self.source_files = {split: directory / name for split, name in RELEASE_FILES.items()}
 
         def build(writer: cache.CacheWriter) -> None:
+            rows = {}
             for split, path in self.source_files.items():
-                for field, array in encode(
-                    read_tsv(path), self.max_length, self.spec.vocab_size, path
-                ).items():
+                examples = read_tsv(path)
+                rows[split] = len(examples)
+                for field, array in encode(examples, self.max_length, self.spec.vocab_size, path).items():
                     writer.save(f"{split}.{field}", array)
+            self.source_label = self.folder_label(directory, rows)
 
-        return cache.prepared(
+        prepared = cache.prepared(
             self.data_dir,
             "listops",
             {"max_length": self.max_length, "variant": "lra"},
@@ -297,13 +294,16 @@ class ListOpsDataModule(LRADataModule):
             FORMAT_VERSION,
             describe=lambda: {"data_source": self.source_label},
         )
+        self.source_label = self.folder_label(directory, provenance.cached_rows(prepared))
+        return prepared
 
     @staticmethod
-    def folder_label(directory: Path) -> str:
-        """A generated folder (``generate listops`` writes ``generation.json``) is not called the release."""
+    def folder_label(directory: Path, rows: dict[str, int]) -> str:
+        """Ours (``generate listops`` writes ``generation.json``), the release (its row counts; no public
+        digest of the TSVs is known), or user-supplied TSVs."""
         summary = directory / "generation.json"
         if not summary.is_file():
-            return "LRA release listops-1000 TSVs"
+            return provenance.source_label("LRA release listops-1000 TSVs", "ListOps TSVs", rows, RELEASED_ROWS)
         generation = json.loads(summary.read_text())
         sizes = generation.get("sizes", {})
         return (

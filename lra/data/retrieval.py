@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lra.data import cache
+from lra.data import cache, provenance
 from lra.data.base import BatchForm, LRADataModule, TaskSpec, first_with, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.text import BYTE_VOCAB_SIZE
@@ -37,6 +37,8 @@ FILES = {
 }
 LRA_BYTE_CUT = 10_000  # matching/input_pipeline.py: encoder.encode(s.numpy()[:10000])
 FORMAT_VERSION = 1
+# new_aan_pairs.{train,eval,test}.tsv of lra_release/tsv_data, as reported for LRA's Retrieval task
+RELEASED_ROWS = {"train": 147_086, "val": 18_090, "test": 17_437}
 FETCH_HINT = (
     "Get LRA's release with `python -m lra.data fetch lra_release` (AAN is in its tsv_data/), "
     "or set task.source_dir to the unpacked lra_release root or its tsv_data folder."
@@ -108,6 +110,7 @@ class RetrievalDataModule(LRADataModule):
             name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE, dual=True
         )
         self.source_files: dict[str, Path] = {}
+        self.label = ""
 
     def build_cache(self) -> Path:
         candidates = release_candidates(self.source_dir, self.data_dir, "tsv_data")
@@ -128,19 +131,22 @@ class RetrievalDataModule(LRADataModule):
                 inputs.flush()
                 del inputs, lengths, labels
 
-        return cache.prepared(
+        prepared = cache.prepared(
             self.data_dir,
             "retrieval",
             {"max_length": self.max_length},
             list(self.source_files.values()),
             build,
             FORMAT_VERSION,
-            describe=lambda: {"data_source": "AAN pairs, LRA release tsv_data"},
         )
+        rows = provenance.cached_rows(prepared)
+        self.label = provenance.source_label("AAN pairs, LRA release tsv_data", "AAN-format pair TSVs", rows,
+                                             RELEASED_ROWS)
+        return prepared
 
     def describe_source(self) -> dict[str, object]:
         return {
-            "data_source": "AAN pairs, LRA release tsv_data",
+            "data_source": self.label,
             "protocol": PROTOCOL.format(max_length=self.max_length),
             "files": {s: str(p) for s, p in self.source_files.items()},
             "cache": str(self.cache_dir),

@@ -31,14 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lra.data import cache, hf
+from lra.data import cache, hf, provenance
 from lra.data.base import BatchForm, LRADataModule, TaskSpec, storage_order
 from lra.data.errors import DataError, DataNotFoundError
+from lra.data.fetch import ARCHIVES
 
 HF_REPO = "stanfordnlp/imdb"
 LABELS = {"neg": 0, "pos": 1}
 BYTE_VOCAB_SIZE = 257  # ByteTextEncoder: 256 bytes shifted by one, plus 0 for padding
 FORMAT_VERSION = 2
+RELEASED_ROWS = {"train": 25_000, "test": 25_000}  # aclImdb_v1: labelled reviews (Maas et al. 2011)
 VALIDATION = ("test", "holdout")
 FETCH_HINT = (
     "Get IMDB with `python -m lra.data fetch imdb`, or set task.source_dir to an aclImdb folder, "
@@ -152,6 +154,7 @@ class TextDataModule(LRADataModule):
         self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
         self.spec = TaskSpec(name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE)
         self.source_kind = ""
+        self.label = ""
         self.source: Path | dict[str, list[Path]] | None = None
         self.counts: dict[str, int] = {}
 
@@ -206,19 +209,30 @@ class TextDataModule(LRADataModule):
                 writer.save(f"{split}.lengths", lengths)
                 writer.save(f"{split}.labels", np.array([label for label, _, _ in items], dtype=np.int8))
 
-        return cache.prepared(
+        prepared = cache.prepared(
             self.data_dir,
             "text",
             settings,
             sources,
             build,
             FORMAT_VERSION,
-            describe=lambda: {"data_source": self.source_label()},
+            describe=lambda: {"data_source": f"IMDB reviews ({self.source_kind})"},
         )
+        self.label = self._label(prepared)
+        return prepared
 
-    def source_label(self) -> str:
+    def _label(self, prepared: Path) -> str:
+        """The IMDB data set only with its 25,000 + 25,000 labelled reviews and, for the archive, the sha256
+        that ``lra.data.fetch`` checks downloads against."""
         kind = {"folder": "aclImdb folder", "archive": "aclImdb archive", "hf": f"Hugging Face {HF_REPO}"}
-        return f"IMDB reviews (Maas et al. 2011; {kind[self.source_kind]})"
+        cached = provenance.cached_rows(prepared)
+        rows = {"train": cached["train"] + cached.get("val", 0), "test": cached["test"]}
+        digest = None
+        if self.source_kind == "archive":
+            digest = provenance.source_sha256(prepared, self.source) == ARCHIVES["imdb"].sha256
+        where = kind[self.source_kind]
+        return provenance.source_label(f"IMDB reviews (Maas et al. 2011; {where})", f"IMDB-format reviews ({where})",
+                                       rows, RELEASED_ROWS, digest)
 
     def validation_description(self) -> str:
         if self.validation == "test":
@@ -232,7 +246,7 @@ class TextDataModule(LRADataModule):
     def describe_source(self) -> dict[str, object]:
         where = str(self.source) if isinstance(self.source, Path) else f"Hugging Face cache ({HF_REPO})"
         return {
-            "data_source": self.source_label(),
+            "data_source": self.label,
             "source": where,
             "validation": self.validation_description(),
             "encoding": f"UTF-8 bytes of the stripped review, id = byte + 1 (0 = padding), first "

@@ -80,7 +80,9 @@ def test_pickles_give_lras_splits_and_tokens(tmp_path: Path, hf_home):
     )
     assert test["inputs"].tolist() == gray_tokens(batches["test_batch"][0])
     assert "padding_mask" not in train and dm.spec.vocab_size == 256 and not dm.spec.pads
-    assert dm.describe_source()["data_source"] == "CIFAR-10 (python pickles)"
+    assert dm.describe_source()["data_source"] == (
+        "user-supplied CIFAR-10-format images (python pickles) (25 rows: train 20, test 5; "
+        "the release has train 50,000, test 10,000)")
 
 
 def test_official_archive_is_read_without_unpacking(tmp_path: Path, hf_home):
@@ -117,7 +119,9 @@ def test_image_folder_holds_out_the_last_tenth_of_each_class(tmp_path: Path, hf_
     )
     assert all_of(dm, "train")["labels"][:10].unique().numel() > 1  # stored shuffled, not class by class
     assert len(dm.splits["train"]) == 90 and len(dm.splits["test"]) == 20
-    assert dm.describe_source()["data_source"] == "CIFAR-10 (image folder)"
+    assert dm.describe_source()["data_source"] == (
+        "user-supplied CIFAR-10-format images (image folder) (120 rows: train 100, test 20; "
+        "the release has train 50,000, test 10,000)")
 
 
 def test_jpeg_copy_is_labelled_with_its_quality(tmp_path: Path, hf_home):
@@ -128,7 +132,9 @@ def test_jpeg_copy_is_labelled_with_its_quality(tmp_path: Path, hf_home):
     dm = image_module(tmp_path, source_dir=str(archive))
     dm.prepare_data()
     dm.setup()
-    assert dm.describe_source()["data_source"] == "CIFAR-10, JPEG q75 copy"
+    assert dm.describe_source()["data_source"] == (
+        "user-supplied CIFAR-10-format images, JPEG q75 copy (20 rows: train 10, test 10; "
+        "the release has train 50,000, test 10,000)")
     test = all_of(dm, "test")
     assert sorted(test["inputs"].tolist()) == sorted(
         gray_tokens(np.stack([p for _, _, p in written["test"]]))
@@ -195,3 +201,27 @@ def test_missing_data_names_the_places_and_the_fetch_command(tmp_path: Path, hf_
     assert "raw/cifar-10-batches-py" in str(error.value) and "python -m lra.data fetch cifar10" in str(
         error.value
     )
+
+
+def test_only_cifar10_s_counts_and_published_digest_are_called_cifar10(tmp_path: Path, hf_home, monkeypatch):
+    import dataclasses
+
+    from lra.data import fetch
+    from lra.data.cache import sha256_file
+
+    folder, _ = write_cifar_pickles(tmp_path / "src", per_batch=4, test=5)
+    archive = tar_gz(folder, tmp_path / "cifar-10-python.tar.gz")
+    monkeypatch.setattr("lra.data.image.RELEASED_ROWS", {"train": 20, "test": 5})
+    dm = image_module(tmp_path, source_dir=str(folder))
+    dm.prepare_data()
+    assert dm.describe_source()["data_source"] == "CIFAR-10 (python pickles)"
+    packed = image_module(tmp_path, source_dir=str(archive))
+    packed.prepare_data()
+    assert packed.describe_source()["data_source"] == (
+        "user-supplied CIFAR-10-format images (python pickles) (25 rows: train 20, test 5; "
+        "its sha256 is not the published one)")
+    published = dataclasses.replace(fetch.ARCHIVES["cifar10"], sha256=sha256_file(archive))
+    monkeypatch.setitem(fetch.ARCHIVES, "cifar10", published)
+    checked = image_module(tmp_path, source_dir=str(archive))
+    checked.prepare_data()
+    assert checked.describe_source()["data_source"] == "CIFAR-10 (python pickles)"

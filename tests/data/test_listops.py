@@ -61,7 +61,22 @@ def test_release_tsv_is_tokenised_as_lras_pipeline(tmp_path: Path):
     assert batch["padding_mask"][0].tolist() == [False] * 8 + [True] * 4
     assert batch["padding_mask"][2].sum() == 12 - 5
     assert dm.spec.vocab_size == 16 and dm.spec.pads
-    assert "release" in dm.describe_source()["data_source"]
+    assert dm.describe_source()["data_source"] == (
+        "user-supplied ListOps TSVs (9 rows: train 3, val 3, test 3; the release has train 96,000, val 2,000, "
+        "test 2,000)")
+
+
+def test_only_the_released_row_counts_are_called_the_release(tmp_path: Path):
+    """96,000 / 2,000 / 2,000 rows, and no generation.json: the release; the same cache reused says so too."""
+    folder = tmp_path / "lra_release" / "listops-1000"
+    folder.mkdir(parents=True)
+    for split, count in (("train", 96_000), ("val", 2_000), ("test", 2_000)):
+        rows = "".join(f"{RELEASE_ROWS[i % 3][0]}\t{RELEASE_ROWS[i % 3][1]}\n" for i in range(count))
+        (folder / f"basic_{split}.tsv").write_text(f"Source\tTarget\n{rows}")
+    for _ in range(2):
+        dm = datamodule(tmp_path, source="release", source_dir=str(tmp_path / "lra_release"), max_length=4)
+        dm.prepare_data()
+        assert dm.describe_source()["data_source"] == "LRA release listops-1000 TSVs"
 
 
 def test_truncation_to_max_length(tmp_path: Path):

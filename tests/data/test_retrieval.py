@@ -97,3 +97,15 @@ def test_missing_data_names_the_places_and_the_fetch_command(tmp_path: Path):
         retrieval_module(tmp_path).prepare_data()
     assert "raw/lra_release/tsv_data" in str(error.value)
     assert "python -m lra.data fetch lra_release" in str(error.value)
+
+
+def test_tsvs_are_called_the_release_only_with_its_row_counts(tmp_path: Path, monkeypatch):
+    dm = retrieval_module(tmp_path, source_dir=str(release(tmp_path)))
+    dm.prepare_data()
+    assert dm.describe_source()["data_source"] == (
+        "user-supplied AAN-format pair TSVs (4 rows: train 2, val 1, test 1; the release has train 147,086, "
+        "val 18,090, test 17,437)")
+    monkeypatch.setattr("lra.data.retrieval.RELEASED_ROWS", {"train": 2, "val": 1, "test": 1})
+    again = retrieval_module(tmp_path, source_dir=str(tmp_path / "lra_release"))
+    again.prepare_data()
+    assert again.describe_source()["data_source"] == "AAN pairs, LRA release tsv_data"

@@ -208,3 +208,32 @@ def test_bad_options_are_refused(tmp_path: Path):
         text_module(tmp_path, validation="train")
     with pytest.raises(DataError, match="not an aclImdb folder"):
         text_module(tmp_path, source_dir=str(tmp_path)).prepare_data()
+
+
+def test_reviews_are_called_imdb_only_with_its_counts_and_digest(tmp_path: Path, hf_home, monkeypatch):
+    """The folder and the archive here hold 4 + 2 reviews: user-supplied. With the released counts set to
+    those, the folder is IMDB; the archive also needs the published sha256 (lra.data.fetch's)."""
+    import dataclasses
+
+    from lra.data import fetch
+    from lra.data.cache import sha256_file
+
+    base = write_imdb(tmp_path / "src")
+    archive = tar_gz(base, tmp_path / "aclImdb_v1.tar.gz")
+    dm = text_module(tmp_path, source_dir=str(base))
+    dm.prepare_data()
+    assert dm.describe_source()["data_source"] == (
+        "user-supplied IMDB-format reviews (aclImdb folder) (6 rows: train 4, test 2; the release has "
+        "train 25,000, test 25,000)")
+    monkeypatch.setattr("lra.data.text.RELEASED_ROWS", {"train": 4, "test": 2})
+    again = text_module(tmp_path, source_dir=str(base))
+    again.prepare_data()
+    assert again.describe_source()["data_source"] == "IMDB reviews (Maas et al. 2011; aclImdb folder)"
+    packed = text_module(tmp_path, source_dir=str(archive))
+    packed.prepare_data()
+    assert packed.describe_source()["data_source"].endswith("its sha256 is not the published one)")
+    published = dataclasses.replace(fetch.ARCHIVES["imdb"], sha256=sha256_file(archive))
+    monkeypatch.setitem(fetch.ARCHIVES, "imdb", published)
+    checked = text_module(tmp_path, source_dir=str(archive))
+    checked.prepare_data()
+    assert checked.describe_source()["data_source"] == "IMDB reviews (Maas et al. 2011; aclImdb archive)"

@@ -1,38 +1,53 @@
-"""Pathfinder images in the spirit of Linsley et al. 2018, written in the LRA release's layout.
+"""Pathfinder images drawn the way the official stimulus code draws them, batched; written in the LRA release's layout.
 
 The task: two dots and several dashed curved paths; label 1 when both dots lie on one path, 0 when they
-lie on two different paths. LRA used images made by github.com/drewlinsley/pathfinder (``snakes2.py``);
-this module redraws the same stimulus with its own, batched numpy code.
+lie on two different paths. LRA's images were made by github.com/drewlinsley/pathfinder (``snakes2.py``
+and ``snakes.py`` at ab9c130, run by ``snakes2_wrapper.py``) with the per-resolution settings that the
+docstrings of google-research/long-range-arena ``lra_benchmarks/data/pathfinder.py`` list. This module
+follows that code's flow step for step, with its own numpy code that draws a batch of images at once.
 
-What is kept from the public stimulus code (``snakes2_wrapper.py`` and the parameters that LRA's
-``lra_benchmarks/data/pathfinder.py`` docstrings list per resolution; see ``STYLES``):
+The official flow, per image (``snakes2.from_wrapper``), which ``_draw_batch`` follows:
 
-* a path is a chain of ``contour_length`` paddles (short line segments): 6, 9 or 14 for ``curv_baseline``
-  (easy), ``curv_contour_length_9`` (intermediate) and ``curv_contour_length_14`` (hard);
-* paddle ``k`` runs from ``v_k + m*u_k`` to ``v_k + (m + L)*u_k`` and the next pivot is
-  ``v_{k+1} = v_k + (L + 2m)*u_k`` (``snakes.extend_snake``): dashes of length ``L`` with gaps ``2m``;
-* a turn ``d`` between paddles is drawn with weight ``cos(min(|d| * continuity, pi/2))**2``
-  (``snakes.get_coords_cmf``), i.e. turns stay below ``90 deg / continuity``; a paddle may not come near
-  any paddle already drawn other than its predecessor;
-* two target paths start ``seed_distance`` apart, the first within ``2*seed_distance`` of no border
-  (``initialize_two_seeds``); one dot sits on the start of target path X, the other on the far end of
-  X (label 1) or of the other target path (label 0), so the dots are about as far apart either way;
-* ``num_distractor_snakes = budget // distractor_length`` distractor paths of ``contour_length // 3``
-  paddles, each dropped after 4 failed tries (``make_many_snakes(..., allow_incomplete=True)``); no
-  single-paddle clutter (the wrapper's ``use_single_paddles = False``).
+1. the label is random (``np.random.randint(0, 2)``) and so is the margin ``m`` (from the resolution's list);
+2. two target paths (``two_snakes``), redrawn from scratch until both grow to ``contour_length`` paddles:
+   the first starts at a pixel where its first paddle would touch neither the padding nor a band of
+   ``2 * seed_distance`` along the border (``initialize_two_seeds``); the second starts ``seed_distance``
+   away from it in a random direction, unchecked; then both grow one paddle at a time, alternately;
+3. ``num_distractor_snakes`` distractor paths of ``distractor_length`` paddles, each tried up to 5 times
+   and dropped if it never fits (``make_many_snakes(..., allow_incomplete=True)``); no single paddles
+   (``use_single_paddles = False``). The dots are not in the occupancy mask, so distractors may run
+   under them, and the first target's last paddle never enters it (``two_snakes`` adds only
+   ``current_segment_masks[-1]``, the second target's);
+4. a dot on the start of target ``X`` and one on the end of ``X`` (label 1) or of the other target (label 0),
+   each a disc drawn at ``antialias_scale`` times the size and Lanczos-downsampled (``draw_circle``);
+5. the float image (strokes times contrast, max with the dots) is saved by ``scipy.misc.imsave``, which
+   rescales each image's minimum..maximum to 0..255.
 
-Our own choices:
+A paddle (``snakes.draw_line_n_mask``) is a line of width ``thickness * antialias_scale`` drawn by PIL at
+``antialias_scale`` times the size on a small canvas and Lanczos-downsampled (``scipy.misc.imresize``), and
+its mask is that line dilated by a disc of radius ``m * antialias_scale``, downsampled the same way. All
+positions are whole pixels. A path grows (``snakes.extend_snake``) from pivot ``v`` heading ``theta``: the
+next pivot is ``ceil(v + (L + 2m) u(theta))``; the candidate ends are the distinct pixels of the circle of
+radius ``L + m`` around it (``get_coords_cmf``), weighted by ``cos(min(|turn| * continuity, pi/2))**2``
+times one minus the occupancy mask dilated by a disc of radius ``m``; up to 3 draws of an end whose
+paddle mask, added to the occupancy mask, stays below 1.8 everywhere; the previous paddle's mask enters
+the occupancy mask only then. A path's first paddle goes where its mask, as a dilation kernel (pixels at
+exactly 255, centred one pixel off), meets nothing above 0.3 (``seed_snake``); OpenCV's dilation gives
+``-DBL_MAX`` wherever the kernel misses the image entirely, which the code reads as "no room", so first
+paddles only take the orientations whose kernel reaches every corner of the image (``_kernel_reaches_corners``):
+at 32 px 30 of the 360 degrees (-150 to -121), at 64 px 108.
 
-* paths grow for a whole batch of images at once: one vectorised step per paddle, 16 jittered candidate
-  turns per step, occupancy on a grid of at most ``clearance/4`` cells stamped from precomputed tables;
-* "near" is made exact: paddles not adjacent on one path keep ``2m + thickness/2`` between centrelines
-  (``clearance``), more than any gap along a path (``<= 2m``), so a chain of dashes never jumps paths;
-  distractors also keep clear of the dots;
-* a paddle is only chosen if the path could still turn away from the border afterwards
-  (``_room_to_turn``); snakes2 instead redraws paths that run into it, which most long ones at 64 px and
-  above do;
-* strokes and dots are anti-aliased by their exact pixel coverage across the line (no Lanczos ringing);
-* labels are exactly balanced within every chunk.
+What we read where the sources are unclear:
+
+* LRA's docstrings set ``contour_length = 14`` where the wrapper computes ``num_distractor_snakes`` once
+  (``snakes2_wrapper.py`` lines 73-74) and then loops over the difficulties, so the count is
+  ``budget // (14 // 3)`` for every difficulty (Python 2 integer division, as ``snakes2`` ran on Python 2);
+  the baseline keeps the wrapper's own 6 paddles and distractors of 2 (lines 69, 73, 92-93). Read
+  literally, curv_baseline would be drawn like curv_contour_length_14.
+* ``scipy.misc`` is gone; its ``imresize`` and ``imsave`` are redone here as they behaved (byte-scale the
+  float input, PIL Lanczos in 8 bits); PIL versions that round differently can move a pixel across 255.
+* The random streams are numpy's ``Generator`` rather than the legacy global state: the same distribution,
+  not the same images.
 
 Layout written (that of the LRA release, read by ``lra.data.pathfinder``)::
 
@@ -64,52 +79,71 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from lra.data.errors import DataError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the official flow (1: our own paths, exact coverage strokes, balanced labels)
 IMAGES_PER_CHUNK = 1000
 DIFFICULTY_DIRS = {
     "easy": "curv_baseline",
     "intermediate": "curv_contour_length_9",
     "hard": "curv_contour_length_14",
 }
-CONTOUR_LENGTHS = {"easy": 6, "intermediate": 9, "hard": 14}
 SETTINGS_FILE = "generator.json"
 
-TURN_CANDIDATES = 16  # candidate turns per paddle and image
-SEED_CANDIDATES = 16  # candidate start points per path try
-PATH_TRIES = 4  # snakes2 max_target_contour_retrial / max_distractor_contour_retrial
-MAX_ROUNDS = 50  # redraws of an image whose target paths never fit
-ANGLE_BINS = 128  # precomputed stamp directions
-SUBCELL_BINS = 8  # precomputed stamp offsets per grid cell and axis
+# The official code's constants (drewlinsley/pathfinder at ab9c130).
+CONTOUR_LENGTHS = {"easy": 6, "intermediate": 9, "hard": 14}  # snakes2_wrapper.py lines 69, 86
+COUNT_CONTOUR_LENGTH = 14  # LRA docstrings' contour_length at snakes2_wrapper.py lines 73-74
+DISTRACTOR_TRIES = 1 + 4  # make_many_snakes: retry while count <= max_distractor_contour_retrial (4)
+PADDLE_TRIES = 1 + 2  # seed_snake, initialize_two_seeds, extend_snake: trial <= max_paddle_retrial (2)
+STOP_WITH_AVAILABILITY = 0.01  # snakes2.from_wrapper's make_many_snakes call
+OVERLAP_LIMIT = 1.8  # extend_snake: np.max(mask + m_im) < 1.8
+FREE_LIMIT = 0.3  # find_available_coordinates(np.ceil(mask - 0.3)): free where the mask is <= 0.3
+# Masks hold 8-bit levels k (the official float k / 255): the two tests above in levels
+OVERLAP_LEVELS = math.ceil(OVERLAP_LIMIT * 255)  # mask + paddle mask < 459
+FREE_LEVELS = math.floor(FREE_LIMIT * 255)  # a pixel is free at <= 76
+DEAD_END = 1e-4  # get_coords_cmf: total weight below this is a dead end
+SEED_ORIENTATIONS = 360  # np.random.randint(low=-180, high=180) degrees
+
+MAX_TARGET_ROUNDS = 10_000  # rounds of tries; the official loop never gives up, this one says so
 
 
 @dataclass(frozen=True)
 class Style:
-    """The look of one resolution: LRA's per-resolution arguments to ``snakes2`` (lengths in pixels)."""
+    """One resolution's arguments to ``snakes2`` (lengths in pixels)."""
 
-    paddle_length: float
+    padding: int
+    paddle_length: int
     paddle_thickness: float
-    margins: tuple[int, ...]  # one drawn per image; gaps between paddles are twice this
+    margins: tuple[int, ...]  # one drawn per image
     marker_radius: float
-    seed_distance: float
-    padding: float  # no paddle within this distance of the border
-    continuity: float  # turns stay below 90 deg / continuity
+    seed_distance: int
+    continuity: float
+    antialias_scale: int
+    snake_contrast: float  # snake_contrast_list: targets and distractors
+    paddle_contrast: float  # paddle_contrast_list: targets only (two_snakes multiplies the two)
     distractor_budget: int  # num_distractor_snakes = budget // distractor_length
-    contrast: float  # stroke intensity for full pixel coverage (snake x paddle contrast), clipped at 1
 
 
-# lra_benchmarks/data/pathfinder.py docstrings; values they leave out are snakes2_wrapper.Args defaults
-# (paddle_length 5, padding 22, seed_distance 27, paddle contrast 1.0). Their "22 / distractor_length"
-# divisions are integer ones: snakes2 ran on Python 2, and a float count of paddles would not run.
+# lra_benchmarks/data/pathfinder.py docstrings (Pathfinder32 lines 30-43, Pathfinder64 118-130,
+# Pathfinder128 205-217, Pathfinder256 292-302; the last antialias_scale each lists wins); what they leave
+# out is snakes2_wrapper.Args' default (lines 8-15): padding 22, seed_distance 27, paddle_length 5,
+# paddle_contrast_list [1.].
 STYLES = {
-    32: Style(2, 0.5, (1,), 1.5, 7, 1, 1.0, 20, 2 * 0.75),
-    64: Style(5, 1.0, (1,), 2.5, 12, 1, 1.8, 22, 0.8),
-    128: Style(5, 1.5, (2, 3), 3.0, 20, 1, 1.8, 35, 0.9),
-    256: Style(5, 2.0, (3,), 5.0, 27, 22, 1.8, 30, 1.0),
+    32: Style(padding=1, paddle_length=2, paddle_thickness=0.5, margins=(1,), marker_radius=1.5,
+              seed_distance=7, continuity=1.0, antialias_scale=2, snake_contrast=2.0, paddle_contrast=0.75,
+              distractor_budget=20),
+    64: Style(padding=1, paddle_length=5, paddle_thickness=1.0, margins=(1,), marker_radius=2.5,
+              seed_distance=12, continuity=1.8, antialias_scale=2, snake_contrast=0.8, paddle_contrast=1.0,
+              distractor_budget=22),
+    128: Style(padding=1, paddle_length=5, paddle_thickness=1.5, margins=(2, 3), marker_radius=3.0,
+               seed_distance=20, continuity=1.8, antialias_scale=2, snake_contrast=0.9, paddle_contrast=1.0,
+               distractor_budget=35),
+    256: Style(padding=22, paddle_length=5, paddle_thickness=2.0, margins=(3,), marker_radius=5.0,
+               seed_distance=27, continuity=1.8, antialias_scale=2, snake_contrast=1.0, paddle_contrast=1.0,
+               distractor_budget=30),
 }
 
 
@@ -133,91 +167,170 @@ class Settings:
 
     @property
     def distractor_length(self) -> int:
+        """``contour_length / 3`` in Python 2 (snakes2_wrapper.py lines 73, 88)."""
         return self.contour_length // 3
 
     @property
     def num_distractors(self) -> int:
-        return self.style.distractor_budget // self.distractor_length
+        """Computed once, before the difficulties' loop (snakes2_wrapper.py line 74)."""
+        return self.style.distractor_budget // (COUNT_CONTOUR_LENGTH // 3)
 
 
 @dataclass
 class Chunk:
     """Drawn images with the generator's own record of what it drew.
 
-    ``paths[i][p]`` holds path ``p`` of image ``i`` as paddles ``(n, 4)``: ``y0, x0, y1, x1`` in pixels
-    (pixel ``(r, c)`` covers ``[r, r+1) x [c, c+1)``); paths 0 and 1 are the targets, the rest distractors.
-    ``dots[i]`` are the two dot centres and ``dot_paths[i]`` the path each lies on.
+    ``paths[i][p]`` is path ``p`` of image ``i`` as its paddles ``(n, 3)``: the pixel each paddle was drawn
+    from (row, column) and its stamp (``Stamps`` index); paths 0 and 1 are the targets, the rest the
+    distractors that fitted. ``dots[i]`` are the two dots' pixels, ``dot_paths[i]`` the target each is on.
     """
 
     images: np.ndarray  # (n, R, R) uint8
     labels: np.ndarray  # (n,) int8
     margins: np.ndarray  # (n,) the margin drawn for each image
     paths: list[list[np.ndarray]]
-    dots: np.ndarray  # (n, 2, 2) float: (dot, yx)
+    dots: np.ndarray  # (n, 2, 2) int: (dot, row/column)
     dot_paths: np.ndarray  # (n, 2) int
 
 
-def clearance(margin: np.ndarray | float, style: Style) -> np.ndarray | float:
-    """Least distance between the centrelines of two paddles not adjacent on one path.
+def ceil_translate(y, x, theta, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """``snakes.translate_coord``: move ``distance`` along ``theta`` (y = sin), each coordinate rounded up."""
+    return (np.ceil(y + float(distance) * np.sin(theta)).astype(np.int64),
+            np.ceil(x + float(distance) * np.cos(theta)).astype(np.int64))
 
-    Consecutive paddles of a path are at most ``2m`` apart; anything else keeps ``2m + thickness/2``, so
-    gaps along a path are always the smaller ones.
+
+def flip_by_pi(theta: np.ndarray) -> np.ndarray:
+    """``snakes.flip_by_pi`` (also ``seed_snake``'s reversed orientation)."""
+    return np.where(theta < 0, theta + np.pi, theta - np.pi)
+
+
+def seed_radians(degrees: np.ndarray) -> np.ndarray:
+    """A first paddle's orientation: ``np.random.randint(-180, 180) * np.pi / 180``."""
+    return degrees * np.pi / 180
+
+
+def _disc(radius: float) -> np.ndarray:
+    """``snakes.generate_dilation_struct``: the pixels within ``radius`` of the centre."""
+    reach = int(radius)
+    y, x = np.ogrid[-reach : reach + 1, -reach : reach + 1]
+    return x * x + y * y <= radius * radius
+
+
+def _dilate(image: np.ndarray, struct: np.ndarray) -> np.ndarray:
+    """Binary dilation by a symmetric ``struct`` (what ``cv2.dilate`` does to a 0/255 picture)."""
+    reach = struct.shape[0] // 2
+    padded = np.pad(image, reach)
+    out = np.zeros_like(image)
+    for dy, dx in zip(*np.nonzero(struct), strict=True):
+        out |= padded[dy : dy + image.shape[0], dx : dx + image.shape[1]]
+    return out
+
+
+def lanczos(image: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.misc.imresize(..., interp='lanczos')`` of a 0/255 picture: PIL's 8-bit Lanczos, 0..255."""
+    resized = Image.fromarray(image.astype(np.uint8), mode="L").resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(resized)
+
+
+def level_values(levels: np.ndarray) -> np.ndarray:
+    """What the official code computes from 8-bit levels: ``.astype(np.float32) / 255.0``."""
+    return levels.astype(np.float32) / 255.0
+
+
+def paddle_stamp(theta: float, style: Style, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """``snakes.draw_line_n_mask`` on its own small canvas: the paddle drawn from the centre pixel along
+    ``theta`` and its mask, each ``(S, S)`` 8-bit levels, ``S = 2 * (L + ceil(thickness) + margin) + 1``."""
+    length, scale = style.paddle_length, style.antialias_scale
+    half = length + math.ceil(style.paddle_thickness) + margin
+    centre = half * scale
+    head_y, head_x = ceil_translate(centre, centre, theta, length * scale)
+    blown = Image.new("L", (2 * centre + 1, 2 * centre + 1), 0)
+    width = int(np.round(style.paddle_thickness * scale))
+    ImageDraw.Draw(blown).line([(centre, centre), (int(head_x), int(head_y))], fill=255, width=width)
+    line = np.asarray(blown) > 0
+    mask = _dilate(line, _disc(margin * scale))
+    return lanczos(line * 255, 2 * half + 1), lanczos(mask * 255, 2 * half + 1)
+
+
+def candidate_steps(radius: int) -> np.ndarray:
+    """``get_coords_cmf``'s candidate ends around a pivot: the distinct whole-pixel points of a circle of
+    ``radius`` sampled one pixel of arc apart, as (row, column) offsets in ``np.unique``'s order."""
+    degrees = np.arange(0, 360, 360.0 / (2 * radius * np.pi)) * np.pi / 180
+    points = np.stack([np.floor(radius * np.sin(degrees)), np.floor(radius * np.cos(degrees))], axis=1)
+    return np.unique(points.astype(np.int64), axis=0)
+
+
+def _kernel_reaches_corners(offsets: np.ndarray, resolution: int) -> bool:
+    """Whether a dilation kernel with these offsets meets the image from each of its corners; where it
+    does not, ``cv2.dilate`` writes ``-DBL_MAX`` and ``find_available_coordinates`` finds no room."""
+    corners = np.array([[0, 0], [0, resolution - 1], [resolution - 1, 0], [resolution - 1, resolution - 1]])
+    reached = corners[:, None, :] + offsets[None]
+    return bool(np.all(np.any(np.all((reached >= 0) & (reached < resolution), axis=-1), axis=1)))
+
+
+@dataclass(frozen=True)
+class Stamps:
+    """Everything about paddles that depends on the orientation only, for one resolution and margin.
+
+    Stamps ``0..359`` are first paddles at ``stamp - 180`` degrees; stamp ``360 + j`` is a later paddle
+    whose end is ``steps[j]`` from its pivot, drawn back from that end (``flip_by_pi``).
     """
-    return 2 * margin + style.paddle_thickness / 2
 
+    half: int  # a stamp is (2 half + 1)^2, centred on the pixel it is drawn from
+    lines: np.ndarray  # (stamps, S, S) float32: the paddle at contrast 1
+    masks: np.ndarray  # (stamps, S, S) uint8: its occupancy mask, in levels of 1/255
+    angles: np.ndarray  # (stamps,) the orientation each is drawn along
+    steps: np.ndarray  # (E, 2) candidate ends relative to the pivot
+    step_angles: np.ndarray  # (E,) the heading each gives the path
+    turn_weights: np.ndarray  # (stamps, E) cos(min(|turn| continuity, pi/2))^2 of each end after each stamp
+    kernels: np.ndarray  # (360, k, 2) a first paddle's dilation kernel (padded by repeating an offset)
+    seed_alive: np.ndarray  # (360,) whether that kernel reaches every corner (else: no room, ever)
+    seed_box: np.ndarray  # (360, 4) rows lo..hi, columns lo..hi where the first target may start
 
-def marker_clearance(margin: np.ndarray | float, style: Style) -> np.ndarray | float:
-    """Least distance from a dot's centre to a distractor paddle's centreline."""
-    return style.marker_radius + clearance(margin, style) / 2
-
-
-def _segment_distance(py, px, ay, ax, by, bx):
-    """Distance from points to segments (broadcast)."""
-    dy, dx = by - ay, bx - ax
-    t = np.clip(((py - ay) * dy + (px - ax) * dx) / np.maximum(dy * dy + dx * dx, 1e-12), 0.0, 1.0)
-    return np.hypot(py - (ay + t * dy), px - (ax + t * dx))
+    @property
+    def first_later(self) -> int:
+        return SEED_ORIENTATIONS
 
 
 @functools.cache
-def _footprints(length: float, radius: float, scale: int, coverage: bool) -> np.ndarray:
-    """Footprints of a segment of ``length`` around its midpoint, per direction and sub-cell offset.
-
-    Shape ``(ANGLE_BINS, SUBCELL_BINS, SUBCELL_BINS, S, S)`` with ``S = 2*half + 1`` cells: the cells within
-    ``radius`` of the segment (``coverage=False``), or, for a stroke of width ``2*radius``, the fraction of
-    each pixel it covers across the line (``coverage=True``, ``scale`` 1). Quantising the angle to 2.8 deg
-    and the midpoint to 1/8 cell moves a stroke by under 0.1 px; computing each stamp exactly costs 3x more.
-    """
-    half = _half_window(length, radius + (0.5 if coverage else 0.0), scale)
-    cells = np.arange(-half, half + 1) + 0.5
-    fraction = (np.arange(SUBCELL_BINS) + 0.5) / SUBCELL_BINS
-    angle = ((np.arange(ANGLE_BINS) + 0.5) / ANGLE_BINS * 2 - 1) * np.pi
-    py = (cells[None, None, None, :, None] - fraction[None, :, None, None, None]) / scale
-    px = (cells[None, None, None, None, :] - fraction[None, None, :, None, None]) / scale
-    ay = (-length / 2 * np.sin(angle))[:, None, None, None, None]
-    ax = (-length / 2 * np.cos(angle))[:, None, None, None, None]
-    distance = _segment_distance(py, px, ay, ax, -ay, -ax)
-    if coverage:
-        covered = np.minimum(distance + 0.5, radius) - np.maximum(distance - 0.5, -radius)
-        return np.clip(covered, 0, 1).astype(np.float32)
-    return distance <= radius
+def stamps(resolution: int, margin: int) -> Stamps:
+    style = STYLES[resolution]
+    radius = style.paddle_length + margin
+    steps = candidate_steps(radius)
+    step_angles = np.arctan2(steps[:, 0], steps[:, 1]).astype(np.float64)
+    angles = np.concatenate([seed_radians(np.arange(-180, 180)), flip_by_pi(step_angles)])
+    headings = np.concatenate([seed_radians(np.arange(-180, 180)), step_angles])  # a path's, after each stamp
+    turn = np.abs(step_angles[None, :] - headings[:, None])
+    turn = np.minimum(turn, 2 * np.pi - turn)
+    turn_weights = np.maximum(np.cos(np.minimum(turn * style.continuity, np.pi / 2)), 0) ** 2
+    drawn = [paddle_stamp(float(a), style, margin) for a in angles]
+    lines, masks = level_values(np.stack([d[0] for d in drawn])), np.stack([d[1] for d in drawn])
+    half = lines.shape[-1] // 2
+    kernels = [_seed_kernel(mask, half, radius) for mask in masks[:SEED_ORIENTATIONS]]
+    widest = max(len(k) for k in kernels)
+    padded = np.stack([np.concatenate([k, np.repeat(k[:1], widest - len(k), axis=0)]) for k in kernels])
+    alive = np.array([_kernel_reaches_corners(k, resolution) for k in kernels])
+    return Stamps(half, lines, masks, angles, steps, step_angles, turn_weights, padded, alive,
+                  np.stack([_seed_box(k, style, resolution) for k in kernels]))
 
 
-def _half_window(length: float, reach: float, scale: int) -> int:
-    return math.ceil((length / 2 + reach) * scale) + 1
+def _seed_kernel(mask: np.ndarray, half: int, radius: int) -> np.ndarray:
+    """``seed_snake``'s struct as ``cv2.dilate`` reads it: the mask's pixels at exactly 255 (``astype(uint8)``)
+    inside a ``2 radius + 1`` canvas where the paddle starts one pixel below and right of the anchor."""
+    rows, cols = np.nonzero(mask == 255)
+    offsets = np.stack([rows - half + 1, cols - half + 1], axis=1)
+    offsets = offsets[np.all(np.abs(offsets) <= radius, axis=1)]
+    if not len(offsets):
+        raise RuntimeError("a paddle mask with no pixel at 255: its dilation kernel would be empty")
+    return offsets
 
 
-def _placement(seg: np.ndarray, footprints: np.ndarray, scale: int, offset: int):
-    """The footprint of each segment (n, S, S) and the top-left (row, column) of its window in a grid."""
-    half = footprints.shape[-1] // 2
-    my = (seg[:, 0] + seg[:, 2]) * (scale / 2)
-    mx = (seg[:, 1] + seg[:, 3]) * (scale / 2)
-    top, left = np.floor(my), np.floor(mx)
-    qy = np.minimum(((my - top) * SUBCELL_BINS).astype(np.int64), SUBCELL_BINS - 1)
-    qx = np.minimum(((mx - left) * SUBCELL_BINS).astype(np.int64), SUBCELL_BINS - 1)
-    angle = np.arctan2(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
-    bins = np.floor((angle / np.pi + 1) / 2 * ANGLE_BINS).astype(np.int64) % ANGLE_BINS
-    corner = offset - half
-    return footprints[bins, qy, qx], top.astype(np.int64) + corner, left.astype(np.int64) + corner
+def _seed_box(offsets: np.ndarray, style: Style, resolution: int) -> np.ndarray:
+    """Where ``initialize_two_seeds`` may put the first target's first paddle: its kernel inside the
+    square left by a band of ``2 seed_distance`` along the border (the padding lies within that band)."""
+    low, high = 2 * style.seed_distance, resolution - 2 * style.seed_distance - 1
+    return np.array([low - offsets[:, 0].min(), high - offsets[:, 0].max(),
+                     low - offsets[:, 1].min(), high - offsets[:, 1].max()])
 
 
 def _windows(grid: np.ndarray, size: int) -> np.ndarray:
@@ -226,253 +339,369 @@ def _windows(grid: np.ndarray, size: int) -> np.ndarray:
 
 
 class _Canvas:
-    """A batch of pictures being drawn: an occupancy grid (where no new paddle may go) and the pixels.
+    """A batch of images of one margin being drawn: the occupancy masks and the strokes.
 
-    The grid has ``scale`` cells per pixel and a border of ``offset`` cells, so stamps never need clipping.
+    Both are padded by ``pad`` pixels on each side so that stamps never need clipping; the padding of the
+    masks is kept at 0, which is what a mask cropped to the image (the official code's) reads as.
     """
 
-    def __init__(self, settings: Settings, margins: np.ndarray):
-        style, n = settings.style, len(margins)
-        self.settings = settings
-        self.margin = margins.astype(np.float64)
-        self.step = style.paddle_length + 2 * self.margin
-        self.clearance = clearance(self.margin, style)
-        self.scale = max(1, math.ceil(4 / float(self.clearance.min())))  # cells of at most clearance / 4
-        # Stamps reach further than the distance they guarantee by what the grid and the stamp tables can
-        # miss: half a cell diagonal, half the spacing of the test points, the tables' quantisation.
-        slack = ((math.sqrt(2) / 2 + 0.25 + math.sqrt(2) / (2 * SUBCELL_BINS)) / self.scale
-                 + style.paddle_length / 2 * math.sin(np.pi / ANGLE_BINS))
-        self.exclusion = self.clearance + slack
-        self.marker_exclusion = marker_clearance(self.margin, style) + slack
-        reach = max(float(self.exclusion.max()), float(self.marker_exclusion.max()))
-        self.offset = _half_window(style.paddle_length, reach, self.scale) + 2
-        cells = settings.resolution * self.scale + 2 * self.offset
-        self.occupied = np.zeros((n, cells, cells), dtype=bool)
-        stroke = max(style.paddle_thickness / 2, style.marker_radius) + 0.5
-        self.pixel_offset = _half_window(style.paddle_length, stroke, 1) + 2
-        size = settings.resolution + 2 * self.pixel_offset
-        self.pixels = np.zeros((n, size, size), dtype=np.float32)
-        self.low = style.padding
-        self.high = settings.resolution - style.padding
+    def __init__(self, settings: Settings, margin: int, count: int, strokes: bool = True):
+        self.style, self.resolution, self.margin = settings.style, settings.resolution, margin
+        self.stamps = stamps(settings.resolution, margin)
+        self.size = 2 * self.stamps.half + 1
+        self.pad = self.stamps.half + 1
+        self.inner = slice(self.pad, self.pad + self.resolution)
+        self.frame = np.zeros((self.resolution + 2 * self.pad,) * 2, dtype=np.uint8)
+        inside = self.frame[self.inner, self.inner]
+        inside[:] = 255  # initialize_two_seeds: the mask is 1 within `padding` of the border
+        border = self.style.padding
+        inside[border:-border, border:-border] = 0
+        self.masks = np.repeat(self.frame[None], count, axis=0)
+        self.mask_windows = _windows(self.masks, self.size)
+        self.strokes = np.zeros(self.masks.shape, dtype=np.float32) if strokes else None
+        self.stroke_windows = _windows(self.strokes, self.size) if strokes else None
+        within = np.zeros_like(self.frame)
+        within[self.inner, self.inner] = 1  # what the official code's cropped masks keep
+        self.within_windows = _windows(within[None], self.size)[0]
+        self.disc = np.argwhere(_disc(margin)) - margin
+        self.reach: np.ndarray | None = None  # flat offsets of each end's disc from its pivot
 
-    def stamp(self, images: np.ndarray, seg: np.ndarray, reach: np.ndarray) -> None:
-        """Occupy the cells within ``reach`` of each segment (``seg`` (n, 4), one per image in ``images``)."""
-        length = float(np.hypot(seg[0, 2] - seg[0, 0], seg[0, 3] - seg[0, 1])) if len(images) else 0.0
-        for value in np.unique(reach):  # 1 or 2 margins per resolution
-            chosen = reach == value
-            footprints = _footprints(round(length, 6), float(value), self.scale, False)
-            footprint, top, left = _placement(seg[chosen], footprints, self.scale, self.offset)
-            windows = _windows(self.occupied, footprints.shape[-1])
-            index = (images[chosen], top, left)
-            windows[index] = windows[index] | footprint
+    def reset(self, images: np.ndarray) -> None:
+        self.masks[images] = self.frame
 
-    def paint(self, images: np.ndarray, seg: np.ndarray, width: float, intensity: float) -> None:
-        """Draw anti-aliased strokes: a pixel's value is the stroke's coverage of it across the line."""
-        if not len(images):
-            return
-        length = float(np.hypot(seg[0, 2] - seg[0, 0], seg[0, 3] - seg[0, 1]))
-        footprints = _footprints(round(length, 6), width / 2, 1, True)
-        footprint, top, left = _placement(seg, footprints, 1, self.pixel_offset)
-        windows = _windows(self.pixels, footprints.shape[-1])
-        index = (images, top, left)
-        windows[index] = np.maximum(windows[index], np.minimum(footprint * intensity, 1.0))
+    def _index(self, images: np.ndarray, at: np.ndarray):
+        corner = self.pad - self.stamps.half
+        return images, at[:, 0] + corner, at[:, 1] + corner
 
-    def free(self, images: np.ndarray, seg: np.ndarray) -> np.ndarray:
-        """Whether candidate paddles (``seg`` (n, k, 4)) lie inside the padding and on no occupied cell."""
-        inside = np.all((seg >= self.low) & (seg <= self.high), axis=-1)
-        points = math.ceil(2 * self.settings.style.paddle_length * self.scale) + 1  # 1/(2 scale) px apart
-        t = np.linspace(0.0, 1.0, points)
-        py = seg[..., 0, None] + t * (seg[..., 2, None] - seg[..., 0, None])
-        px = seg[..., 1, None] + t * (seg[..., 3, None] - seg[..., 1, None])
-        cells = self.occupied.shape[1]
-        rows = np.clip(np.floor(py * self.scale).astype(np.int64) + self.offset, 0, cells - 1)
-        cols = np.clip(np.floor(px * self.scale).astype(np.int64) + self.offset, 0, cells - 1)
-        flat = (images[:, None, None] * cells + rows) * cells + cols
-        hit = self.occupied.ravel().take(flat).any(axis=-1)
-        return inside & ~hit
+    def fits(self, images: np.ndarray, at: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """``extend_snake``'s test: the paddle's mask plus the occupancy mask stays below 1.8."""
+        windows = self.mask_windows[self._index(images, at)]
+        return np.add(windows, self.stamps.masks[keys], dtype=np.uint16).max(axis=(1, 2)) < OVERLAP_LEVELS
 
+    def commit(self, images: np.ndarray, at: np.ndarray, keys: np.ndarray) -> None:
+        """Add paddles' masks to the occupancy mask (``np.maximum``), none of it outside the image."""
+        index = self._index(images, at)
+        clipped = self.stamps.masks[keys] * self.within_windows[index[1:]]
+        self.mask_windows[index] = np.maximum(self.mask_windows[index], clipped)
 
-def _paddles(vy, vx, theta, margin, length):
-    """Paddle from pivot ``v`` along ``theta``: ``v + m*u`` to ``v + (m + L)*u`` as ``(..., 4)``."""
-    uy, ux = np.sin(theta), np.cos(theta)
-    far = margin + length
-    return np.stack([vy + margin * uy, vx + margin * ux, vy + far * uy, vx + far * ux], axis=-1)
+    def paint(self, images: np.ndarray, at: np.ndarray, keys: np.ndarray, contrast: float) -> None:
+        index = self._index(images, at)
+        self.stroke_windows[index] = np.maximum(self.stroke_windows[index],
+                                                self.stamps.lines[keys] * np.float32(contrast))
 
+    def dilated(self, images: np.ndarray, pivots: np.ndarray) -> np.ndarray:
+        """The occupancy mask dilated by a disc of radius ``margin`` (``extend_snake``) at each candidate end
+        around ``pivots`` (n, 2): (n, E); ends outside the image read anything."""
+        width = self.masks.shape[-1]
+        if self.reach is None:
+            near = self.stamps.steps[:, None, :] + self.disc[None, :, :]
+            self.reach = (near[..., 0] * width + near[..., 1]).ravel()
+        base = (images * width + pivots[:, 0] + self.pad) * width + pivots[:, 1] + self.pad
+        values = self.masks.take(base[:, None] + self.reach, mode="clip")
+        levels = values.reshape(len(images), len(self.stamps.steps), len(self.disc)).max(axis=-1)
+        return level_values(levels).astype(np.float64)
 
-def _room_to_turn(canvas: _Canvas, vy, vx, theta, step, max_turn: float) -> np.ndarray:
-    """Whether a path heading ``theta`` from pivot ``v`` can still circle inside the padding.
+    def inside(self, points: np.ndarray) -> np.ndarray:
+        return np.all((points >= 0) & (points < self.resolution), axis=-1)
 
-    Turning at most ``max_turn`` per step of ``step``, a path follows circles no tighter than the one
-    through its pivots of radius ``step / (2 sin(max_turn / 2))``; one of the two such circles tangent at
-    the next pivot must lie inside, or the path runs into the border however it turns. Without this
-    look-ahead most long paths of the larger resolutions hit the border and are drawn again (snakes2
-    redraws them until one fits, which is slow).
-    """
-    radius = step / (2 * np.sin(max_turn / 2))
-    ny, nx = vy + step * np.sin(theta), vx + step * np.cos(theta)
-    room = np.zeros(theta.shape, dtype=bool)
-    for side in (-1, 1):
-        cy, cx = ny + side * radius * np.cos(theta), nx - side * radius * np.sin(theta)
-        room |= ((np.minimum(cy, cx) - radius >= canvas.low) & (np.maximum(cy, cx) + radius <= canvas.high))
-    return room
+    def lined_level(self, images: np.ndarray, tails: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """``seed_snake``'s dilated mask at ``tails`` (n, C, 2) for first paddles ``keys`` (n,), in levels:
+        the most occupied pixel the kernel reaches, with a 1-pixel frame added; -1 if it reaches none."""
+        reach = tails[:, :, None, :] + self.stamps.kernels[keys][:, None, :, :]
+        inside = self.inside(reach)
+        values = self.masks[images[:, None, None], reach[..., 0] + self.pad, reach[..., 1] + self.pad]
+        on_frame = np.any((reach == 0) | (reach == self.resolution - 1), axis=-1)
+        levels = np.where(on_frame, np.int16(255), values.astype(np.int16))
+        return np.where(inside, levels, np.int16(-1)).max(axis=-1)
+
+    def room(self, images: np.ndarray) -> np.ndarray:
+        """The share of the image whose occupancy mask is free (``stop_with_availability``)."""
+        return (self.masks[images][:, self.inner, self.inner] <= FREE_LEVELS).mean(axis=(1, 2))
+
+    def pixels(self, images: np.ndarray) -> np.ndarray:
+        return self.strokes[images][:, self.inner, self.inner]
 
 
-def _first_valid(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return valid.any(axis=1), valid.argmax(axis=1)
+@dataclass
+class _Paths:
+    """Paths being grown, one per image: their pivots, headings, last paddle (not yet in the mask)."""
+
+    images: np.ndarray
+    pivot: np.ndarray  # (n, 2)
+    theta: np.ndarray  # (n,)
+    at: np.ndarray  # (n, 2) the pixel the last paddle was drawn from
+    key: np.ndarray  # (n,) its stamp
+    paddles: np.ndarray  # (n, count, 3): (row, column, stamp) of each paddle
+
+    @classmethod
+    def seeded(cls, images, tails, keys, pivots, count: int) -> _Paths:
+        paddles = np.zeros((len(images), count, 3), dtype=np.int64)
+        paddles[:, 0, :2], paddles[:, 0, 2] = tails, keys
+        return cls(images, pivots, seed_radians(keys - 180.0), tails.copy(), keys.copy(), paddles)
 
 
-def _grow(canvas: _Canvas, rng: np.random.Generator, images: np.ndarray, first: np.ndarray, count: int):
-    """Extend paths whose first paddles are ``first`` (n, 4) to ``count`` paddles; return (ok, paddles).
-
-    Each paddle enters the occupancy grid one step late, so that its successor may come near it; a path
-    that fails leaves its stamps behind (the caller restores the grid).
-    """
-    style = canvas.settings.style
-    n = len(images)
-    paddles = np.full((n, count, 4), np.nan)
-    paddles[:, 0] = first
-    theta = np.arctan2(first[:, 2] - first[:, 0], first[:, 3] - first[:, 1])
-    margin, step = canvas.margin[images], canvas.step[images]
-    vy, vx = first[:, 0] - margin * np.sin(theta), first[:, 1] - margin * np.cos(theta)
-    max_turn = min(np.pi, np.pi / 2 / style.continuity)
-    spacing = 2 * max_turn / TURN_CANDIDATES
-    grid_turns = -max_turn + spacing * (np.arange(TURN_CANDIDATES) + 0.5)
-    alive = np.arange(n)
-    for k in range(1, count):
-        if k >= 2:
-            canvas.stamp(images[alive], paddles[alive, k - 2], canvas.exclusion[images[alive]])
-        vy[alive] += step[alive] * np.sin(theta[alive])
-        vx[alive] += step[alive] * np.cos(theta[alive])
-        turns = grid_turns + rng.uniform(-spacing / 2, spacing / 2, size=(len(alive), TURN_CANDIDATES))
-        candidates = theta[alive, None] + turns
-        pivot_y, pivot_x = vy[alive, None], vx[alive, None]
-        segs = _paddles(pivot_y, pivot_x, candidates, margin[alive, None], style.paddle_length)
-        weight = np.cos(np.minimum(np.abs(turns) * style.continuity, np.pi / 2)) ** 2
-        weight = weight * canvas.free(images[alive], segs)
-        if k < count - 1:
-            weight = weight * _room_to_turn(canvas, pivot_y, pivot_x, candidates, step[alive, None], max_turn)
-        total = weight.sum(axis=1)
-        ok = total > 0
-        threshold = rng.uniform(size=len(alive))[:, None] * total[:, None]
-        pick = (np.cumsum(weight, axis=1) > threshold).argmax(axis=1)
-        alive, pick = alive[ok], pick[ok]
-        theta[alive] = candidates[ok, pick]
-        paddles[alive, k] = segs[ok, pick]
-    for k in range(max(count - 2, 0), count):
-        canvas.stamp(images[alive], paddles[alive, k], canvas.exclusion[images[alive]])
-    done = np.zeros(n, dtype=bool)
-    done[alive] = True
-    return done, paddles
+def _seed_ends(canvas: _Canvas, tails: np.ndarray, degrees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A first paddle's head and pivot from its tail (``seed_snake``): head ``L`` along, pivot ``L + m`` back."""
+    theta = seed_radians(degrees)
+    length = canvas.style.paddle_length
+    head = np.stack(ceil_translate(tails[:, 0], tails[:, 1], theta, length), axis=1)
+    pivot = np.stack(ceil_translate(head[:, 0], head[:, 1], flip_by_pi(theta), length + canvas.margin), axis=1)
+    return head, pivot
 
 
-def _draw_paths(canvas, rng, images, count, sample_starts):
-    """Draw one path of ``count`` paddles in each image, with up to ``PATH_TRIES`` tries.
 
-    ``sample_starts(images)`` gives candidate path starts and angles ``(y, x, theta)``, each
-    ``(n, SEED_CANDIDATES)``.
-    """
-    style = canvas.settings.style
-    drawn = np.zeros(len(images), dtype=bool)
-    paths = np.full((len(images), count, 4), np.nan)
-    pending = np.arange(len(images))
-    for _ in range(PATH_TRIES):
+
+def _extend(canvas: _Canvas, rng: np.random.Generator, paths: _Paths, alive: np.ndarray, k: int) -> np.ndarray:
+    """``extend_snake`` for ``paths[alive]``: their paddle ``k``; returns the positions that got one."""
+    style, table = canvas.style, canvas.stamps
+    images = paths.images[alive]
+    pivot = np.stack(ceil_translate(paths.pivot[alive, 0], paths.pivot[alive, 1], paths.theta[alive],
+                                    style.paddle_length + 2 * canvas.margin), axis=1)
+    ends = pivot[:, None, :] + table.steps
+    free = 1 - canvas.dilated(images, pivot)
+    weight = np.where(canvas.inside(ends), free * table.turn_weights[paths.key[alive]], 0)
+    total = weight.sum(axis=1)
+    cmf = np.cumsum(weight / np.where(total > 0, total, 1)[:, None], axis=1)
+    chosen = np.full(len(alive), -1)
+    pending = np.flatnonzero(total >= DEAD_END)
+    for _ in range(PADDLE_TRIES):
         if not len(pending):
             break
-        before = canvas.occupied[images[pending]]
-        vy, vx, theta = sample_starts(images[pending])
-        # a path's start (the dot's place) is the start of its first paddle: pivot + margin
-        margin = canvas.margin[images[pending], None]
-        pivot_y, pivot_x = vy - margin * np.sin(theta), vx - margin * np.cos(theta)
-        first = _paddles(pivot_y, pivot_x, theta, margin, style.paddle_length)
-        seeded, choice = _first_valid(canvas.free(images[pending], first))
-        grown = np.zeros(len(pending), dtype=bool)
-        starts = first[seeded, choice[seeded]]
-        grown[seeded], paddles = _grow(canvas, rng, images[pending[seeded]], starts, count)
-        canvas.occupied[images[pending[~grown]]] = before[~grown]
-        finished = pending[grown]
-        paths[finished] = paddles[grown[seeded]]
-        drawn[finished] = True
-        for k in range(count):
-            canvas.paint(images[finished], paths[finished, k], style.paddle_thickness, style.contrast)
-        pending = pending[~grown]
-    return drawn, paths
+        pick = np.argmax(cmf[pending] - rng.random(len(pending))[:, None] > 0, axis=1)
+        fits = canvas.fits(images[pending], ends[pending, pick], table.first_later + pick)
+        chosen[pending[fits]] = pick[fits]
+        pending = pending[~fits]
+    grown = chosen >= 0
+    kept, pick = alive[grown], chosen[grown]
+    canvas.commit(paths.images[kept], paths.at[kept], paths.key[kept])  # the previous paddle, one step late
+    paths.pivot[kept], paths.theta[kept] = pivot[grown], table.step_angles[pick]
+    paths.at[kept], paths.key[kept] = ends[grown, pick], table.first_later + pick
+    paths.paddles[kept, k, :2], paths.paddles[kept, k, 2] = paths.at[kept], paths.key[kept]
+    return kept
 
+def _seed(canvas: _Canvas, rng: np.random.Generator, count: int, sample_tails):
+    """Up to 3 tries at a first paddle for each of ``count`` paths (``seed_snake``, ``initialize_two_seeds``).
 
-def _uniform_starts(rng, low, high):
-    def sample(images):
-        shape = (len(images), SEED_CANDIDATES)
-        return rng.uniform(low, high, shape), rng.uniform(low, high, shape), rng.uniform(-np.pi, np.pi, shape)
-
-    return sample
-
-
-def _starts_around(rng, centres, distance):
-    """Starts at ``distance`` from each image's ``centres`` (n_batch, 2), in a random direction."""
-
-    def sample(images):
-        shape = (len(images), SEED_CANDIDATES)
-        angle = rng.uniform(-np.pi, np.pi, shape)
-        y = centres[images, 0, None] + distance * np.sin(angle)
-        x = centres[images, 1, None] + distance * np.cos(angle)
-        return y, x, rng.uniform(-np.pi, np.pi, shape)
-
-    return sample
-
-
-def _draw_batch(settings: Settings, rng: np.random.Generator, labels: np.ndarray) -> Chunk:
-    style, size = settings.style, settings.resolution
-    n = len(labels)
-    margins = rng.choice(np.asarray(style.margins), size=n)
-    images = np.zeros((n, size, size), dtype=np.uint8)
-    paths: list[list[np.ndarray]] = [[] for _ in range(n)]
-    dots = np.zeros((n, 2, 2))
-    dot_paths = np.zeros((n, 2), dtype=np.int64)
-    todo = np.arange(n)
-    for _ in range(MAX_ROUNDS):
-        if not len(todo):
+    ``sample_tails(positions, keys)`` gives (found, tails) for the paths at ``positions``: a pixel where the
+    paddle may start, uniform among those allowed, or found False where there is none (the official code
+    then gives up at once). A try whose head or pivot leaves the image is drawn again.
+    Returns (ok, tails, keys, pivots).
+    """
+    ok = np.zeros(count, dtype=bool)
+    tails, pivots = np.zeros((count, 2), dtype=np.int64), np.zeros((count, 2), dtype=np.int64)
+    keys = np.zeros(count, dtype=np.int64)
+    pending = np.arange(count)
+    for _ in range(PADDLE_TRIES):
+        if not len(pending):
             break
-        canvas = _Canvas(settings, margins[todo])
-        rows = np.arange(len(todo))
-        centre = _uniform_starts(rng, 2 * style.seed_distance, size - 2 * style.seed_distance)
-        ok_a, path_a = _draw_paths(canvas, rng, rows, settings.contour_length, centre)
-        starts = np.full((len(todo), 2), np.nan)
-        starts[:, 0], starts[:, 1] = path_a[:, 0, 0], path_a[:, 0, 1]
-        around = _starts_around(rng, starts, style.seed_distance)
-        ok_b = np.zeros(len(todo), dtype=bool)
-        path_b = np.full_like(path_a, np.nan)
-        ok_b[ok_a], path_b[ok_a] = _draw_paths(canvas, rng, rows[ok_a], settings.contour_length, around)
-        done = rows[ok_a & ok_b]
-        # dot 0 on the start of target X, dot 1 on the end of X (label 1) or of the other target (label 0)
-        origin = rng.integers(0, 2, size=len(done))
-        other = np.where(labels[todo[done]] == 1, origin, 1 - origin)
-        targets = np.stack([path_a[done], path_b[done]], axis=1)
-        picked = np.arange(len(done))
-        dot_yx = np.stack([targets[picked, origin, 0, :2], targets[picked, other, -1, 2:]], axis=1)
-        dot_segments = [np.concatenate([dot_yx[:, d], dot_yx[:, d]], axis=1) for d in range(2)]
-        for segment in dot_segments:
-            canvas.stamp(done, segment, canvas.marker_exclusion[done])
-        distractors = []
-        anywhere = _uniform_starts(rng, style.padding, size - style.padding)
-        for _ in range(settings.num_distractors):
-            drawn, path = _draw_paths(canvas, rng, done, settings.distractor_length, anywhere)
-            distractors.append((drawn, path))
-        for segment in dot_segments:
-            canvas.paint(done, segment, 2 * style.marker_radius, 1.0)
-        inner = slice(canvas.pixel_offset, canvas.pixel_offset + size)
-        crop = canvas.pixels[done, inner, inner]
-        images[todo[done]] = np.rint(crop * 255).astype(np.uint8)
-        for j, i in enumerate(todo[done]):
-            paths[i] = [targets[j, 0], targets[j, 1]] + [path[j] for drawn, path in distractors if drawn[j]]
-            dots[i], dot_paths[i] = dot_yx[j], (origin[j], other[j])
-        todo = todo[~(ok_a & ok_b)]
-    if len(todo):
-        raise RuntimeError(f"{len(todo)} pathfinder images found no room for their two target paths "
-                           f"in {MAX_ROUNDS} rounds")
-    return Chunk(images, labels.astype(np.int8), margins, paths, dots, dot_paths)
+        degrees = rng.integers(-180, 180, size=len(pending))
+        found, where = sample_tails(pending, degrees + 180)
+        head, pivot = _seed_ends(canvas, where, degrees)
+        placed = found & canvas.inside(head) & canvas.inside(pivot)
+        done = pending[placed]
+        ok[done], tails[done], pivots[done], keys[done] = True, where[placed], pivot[placed], degrees[placed] + 180
+        pending = pending[found & ~placed]
+    return ok, tails, keys, pivots
+
+
+def _in_seed_box(canvas: _Canvas, rng: np.random.Generator):
+    """The first target's start (``initialize_two_seeds``): uniform in its orientation's box."""
+
+    def sample(positions: np.ndarray, keys: np.ndarray):
+        box = canvas.stamps.seed_box[keys]
+        found = canvas.stamps.seed_alive[keys] & (box[:, 0] <= box[:, 1]) & (box[:, 2] <= box[:, 3])
+        span = np.maximum(box[:, 1::2] - box[:, 0::2] + 1, 1)
+        tails = box[:, 0::2] + np.floor(rng.random((len(keys), 2)) * span).astype(np.int64)
+        return found, tails
+
+    return sample
+
+
+def _around(canvas: _Canvas, rng: np.random.Generator, origins: np.ndarray):
+    """The second target's start: ``seed_distance`` from the first one's, in a random whole-degree
+    direction, rounded; nothing but its head and pivot is checked."""
+    distance = canvas.style.seed_distance
+
+    def sample(positions: np.ndarray, keys: np.ndarray):
+        direction = rng.integers(0, 360, size=len(positions)) * np.pi / 180
+        origin = origins[positions]
+        tails = np.stack([np.round(origin[:, 0] + distance * np.sin(direction)),
+                          np.round(origin[:, 1] + distance * np.cos(direction))], axis=1)
+        return np.ones(len(positions), dtype=bool), tails.astype(np.int64)
+
+    return sample
+
+
+FREE_PIXEL_CANDIDATES = 32  # pixels tried at once per first paddle before counting the free ones exactly
+
+
+def _free_pixels(canvas: _Canvas, rng: np.random.Generator, images: np.ndarray):
+    """A distractor's start (``seed_snake``): uniform among the pixels where its kernel meets nothing
+    above 0.3, none if under 1% of the image is free (``stop_with_availability``).
+
+    Drawn by rejection (uniform pixels, the first free one kept: the same distribution); an image where
+    none of ``FREE_PIXEL_CANDIDATES`` is free has its free pixels counted exactly.
+    """
+    size = canvas.resolution
+    grid = np.argwhere(np.ones((size, size), dtype=bool))[None]
+
+    def sample(positions: np.ndarray, keys: np.ndarray):
+        chosen = images[positions]
+        tries = rng.integers(0, size, size=(len(chosen), FREE_PIXEL_CANDIDATES, 2))
+        free = canvas.lined_level(chosen, tries, keys) <= FREE_LEVELS
+        found = free.any(axis=1)
+        tails = tries[np.arange(len(chosen)), free.argmax(axis=1)]
+        for j in np.flatnonzero(~found & canvas.stamps.seed_alive[keys]):
+            everywhere = np.flatnonzero(canvas.lined_level(chosen[j : j + 1], grid, keys[j : j + 1])[0] <= FREE_LEVELS)
+            if len(everywhere):
+                found[j], tails[j] = True, grid[0, rng.choice(everywhere)]
+        enough = canvas.room(chosen) >= STOP_WITH_AVAILABILITY
+        return found & enough & canvas.stamps.seed_alive[keys], tails
+
+    return sample
+
+
+def _grow(canvas: _Canvas, rng: np.random.Generator, paths: list[_Paths], count: int) -> np.ndarray:
+    """Grow ``paths`` (one or two per image, sharing the masks) to ``count`` paddles, one paddle of each
+    in turn; returns the positions of the images whose paths all grew."""
+    alive = np.arange(len(paths[0].images))
+    for k in range(1, count):
+        for path in paths:
+            alive = _extend(canvas, rng, path, alive, k)
+    return alive
+
+
+def _draw_targets(canvas: _Canvas, rng: np.random.Generator, images: np.ndarray, count: int):
+    """One try of ``two_snakes`` per image; returns the images whose masks it changed, those it drew and
+    their two targets' paddles."""
+    ok0, tails0, keys0, pivots0 = _seed(canvas, rng, len(images), _in_seed_box(canvas, rng))
+    first = np.flatnonzero(ok0)
+    ok1, tails1, keys1, pivots1 = _seed(canvas, rng, len(first), _around(canvas, rng, tails0[first]))
+    both = first[ok1]
+    paths = [_Paths.seeded(images[both], tails0[both], keys0[both], pivots0[both], count),
+             _Paths.seeded(images[both], tails1[ok1], keys1[ok1], pivots1[ok1], count)]
+    alive = _grow(canvas, rng, paths, count)
+    # two_snakes adds only current_segment_masks[-1]: the second target's last paddle, not the first's
+    canvas.commit(paths[1].images[alive], paths[1].at[alive], paths[1].key[alive])
+    return images[both], images[both[alive]], [path.paddles[alive] for path in paths]
+
+
+def _draw_distractor(canvas: _Canvas, rng: np.random.Generator, images: np.ndarray, count: int):
+    """One ``make_snake`` per image; returns (the images it drew, their paddles). A failed try leaves
+    its paddles' masks behind: the caller restores the masks."""
+    ok, tails, keys, pivots = _seed(canvas, rng, len(images), _free_pixels(canvas, rng, images))
+    path = _Paths.seeded(images[ok], tails[ok], keys[ok], pivots[ok], count)
+    alive = _grow(canvas, rng, [path], count)
+    canvas.commit(path.images[alive], path.at[alive], path.key[alive])
+    return path.images[alive], path.paddles[alive]
+
+def dot_image(resolution: int, centre: np.ndarray, style: Style) -> np.ndarray:
+    """``snakes2.draw_circle``: a disc of ``marker_radius`` around pixel ``centre`` drawn at
+    ``antialias_scale`` times the size and Lanczos-downsampled, in 8-bit levels."""
+    scale = style.antialias_scale
+    rows = np.arange(resolution * scale)[:, None] - centre[0] * scale
+    cols = np.arange(resolution * scale)[None, :] - centre[1] * scale
+    disc = rows * rows + cols * cols <= (style.marker_radius * scale) ** 2
+    return lanczos(disc * 255, resolution)
+
+
+def byte_scale(image: np.ndarray) -> np.ndarray:
+    """``scipy.misc.imsave``'s ``bytescale``: the image's minimum..maximum onto 0..255, rounded."""
+    low, high = image.min(), image.max()
+    spread = high - low if high > low else 1.0
+    return (((image - low) * (255.0 / spread)).clip(0, 255) + 0.5).astype(np.uint8)
+
+
+def _add_distractors(canvas: _Canvas, rng: np.random.Generator, settings: Settings, drawn: list[list[np.ndarray]]):
+    """``make_many_snakes(allow_incomplete=True)``: each distractor tried up to 5 times, else left out."""
+    everyone = np.arange(len(drawn))
+    for _ in range(settings.num_distractors):
+        pending = everyone
+        for _ in range(DISTRACTOR_TRIES):
+            if not len(pending):
+                break
+            before = canvas.masks[pending]
+            images, paddles = _draw_distractor(canvas, rng, pending, settings.distractor_length)
+            failed = ~np.isin(pending, images)
+            canvas.masks[pending[failed]] = before[failed]
+            _paint(canvas, images, paddles, settings.style.snake_contrast)
+            for image, path in zip(images, paddles, strict=True):
+                drawn[image].append(path)
+            pending = pending[failed]
+
+
+def _paint(canvas: _Canvas, images: np.ndarray, paddles: np.ndarray, contrast: float) -> None:
+    for k in range(paddles.shape[1]):
+        canvas.paint(images, paddles[:, k, :2], paddles[:, k, 2], contrast)
+
+
+ATTEMPT_BYTES = 16 << 20  # occupancy masks of the pairs of targets tried at once
+
+
+def _draw_targets_until_done(canvas: _Canvas, rng: np.random.Generator, settings: Settings) -> list[list[np.ndarray]]:
+    """``while not success: two_snakes(...)``, for every image of ``canvas``.
+
+    Tries are independent and start from a clean mask, so many run at once on a scratch canvas and each
+    image takes the next success (its mask with it): the same distribution as trying again and again.
+    """
+    count = len(canvas.masks)
+    drawn: list[list[np.ndarray]] = [[] for _ in range(count)]
+    trials = _Canvas(settings, canvas.margin, max(1, ATTEMPT_BYTES // canvas.masks[0].nbytes), strokes=False)
+    everyone = np.arange(len(trials.masks))
+    contrast = settings.style.paddle_contrast * settings.style.snake_contrast
+    todo = np.arange(count)
+    for _ in range(MAX_TARGET_ROUNDS):
+        if not len(todo):
+            return drawn
+        touched, rows, (first, second) = _draw_targets(trials, rng, everyone, settings.contour_length)
+        taken = min(len(rows), len(todo))
+        images, rows, first, second = todo[:taken], rows[:taken], first[:taken], second[:taken]
+        canvas.masks[images] = trials.masks[rows]
+        for paddles in (first, second):
+            _paint(canvas, images, paddles, contrast)
+        for image, a, b in zip(images, first, second, strict=True):
+            drawn[image] = [a, b]
+        todo = todo[taken:]
+        trials.reset(touched)
+    raise RuntimeError(f"{len(todo)} pathfinder images found no room for their two target paths in "
+                       f"{MAX_TARGET_ROUNDS} rounds of tries")
+
+
+def _draw_margin(settings: Settings, rng: np.random.Generator, labels: np.ndarray, margin: int):
+    """Images of one margin: targets, distractors, dots (``snakes2.from_wrapper`` after the draws)."""
+    canvas = _Canvas(settings, margin, len(labels))
+    drawn = _draw_targets_until_done(canvas, rng, settings)
+    _add_distractors(canvas, rng, settings, drawn)
+    origin = rng.integers(0, 2, size=len(labels))
+    terminal = np.where(labels == 1, origin, 1 - origin)
+    dots = np.array([[paths[o][0, :2], paths[t][-1, :2]] for paths, o, t in zip(drawn, origin, terminal, strict=True)])
+    strokes = canvas.pixels(np.arange(len(labels))).astype(np.float64)
+    images = np.empty(strokes.shape, dtype=np.uint8)
+    for i, (first, last) in enumerate(dots):
+        marks = level_values(np.maximum(dot_image(settings.resolution, first, settings.style),
+                                        dot_image(settings.resolution, last, settings.style)))
+        images[i] = byte_scale(np.maximum(strokes[i], marks))
+    return images, drawn, dots, np.stack([origin, terminal], axis=1)
+
+
+def _draw_batch(settings: Settings, rng: np.random.Generator, count: int) -> Chunk:
+    labels = rng.integers(0, 2, size=count).astype(np.int8)  # from_wrapper: np.random.randint(low=0, high=2)
+    margins = rng.choice(np.asarray(settings.style.margins), size=count)
+    size = settings.resolution
+    images = np.zeros((count, size, size), dtype=np.uint8)
+    paths: list[list[np.ndarray]] = [[] for _ in range(count)]
+    dots, dot_paths = np.zeros((count, 2, 2), dtype=np.int64), np.zeros((count, 2), dtype=np.int64)
+    for margin in np.unique(margins):
+        rows = np.flatnonzero(margins == margin)
+        drawn_images, drawn, drawn_dots, drawn_dot_paths = _draw_margin(settings, rng, labels[rows], int(margin))
+        images[rows], dots[rows], dot_paths[rows] = drawn_images, drawn_dots, drawn_dot_paths
+        for row, path in zip(rows, drawn, strict=True):
+            paths[row] = path
+    return Chunk(images, labels, margins, paths, dots, dot_paths)
 
 
 def batch_size(resolution: int) -> int:
-    """Images drawn at once: a few MiB of grids per batch, whatever the resolution."""
+    """Images drawn at once: a few MiB of masks per batch, whatever the resolution."""
     return max(16, min(1000, 2**22 // resolution**2))
 
 
@@ -482,11 +711,10 @@ def chunk_rng(settings: Settings, seed: int, chunk: int) -> np.random.Generator:
 
 
 def generate_chunk(settings: Settings, seed: int, chunk: int, count: int = IMAGES_PER_CHUNK) -> Chunk:
-    """The ``count`` images of chunk ``chunk``, labels balanced to within one."""
+    """The ``count`` images of chunk ``chunk``; labels random per image, as the official code draws them."""
     rng = chunk_rng(settings, seed, chunk)
-    labels = rng.permutation(np.arange(count) % 2)
-    parts = [_draw_batch(settings, rng, labels[i : i + batch_size(settings.resolution)])
-             for i in range(0, count, batch_size(settings.resolution))]
+    step = batch_size(settings.resolution)
+    parts = [_draw_batch(settings, rng, min(step, count - i)) for i in range(0, count, step)]
     return Chunk(
         images=np.concatenate([p.images for p in parts]),
         labels=np.concatenate([p.labels for p in parts]),
