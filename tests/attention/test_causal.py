@@ -193,3 +193,23 @@ def test_the_encoder_passes_causal_to_every_block():
 def test_causal_model_refuses_cls_pooling():
     with pytest.raises(ValueError, match="causal=true needs model.pooling=mean"):
         ModelConfig(causal=True, pooling="cls")
+
+
+@pytest.mark.parametrize("name", [name for name in lra.attention.available()
+                                  if lra.attention.backend_class(name).packs_sequences
+                                  and lra.attention.backend_class(name).supports_causal])
+def test_causal_packed_sequences_give_the_padded_causal_states(name):
+    """model.unpad=true (every layer on the real tokens, packed) keeps attention causal."""
+    torch.manual_seed(7)
+    spec = TaskSpec(name="toy", num_classes=3, max_length=20, vocab_size=10)
+    config = dict(d_model=16, num_layers=2, num_heads=2, mlp_dim=32, dropout=0.0, pooling="mean", causal=True)
+    padded = LRAClassifier(spec, ModelConfig(**config, unpad=False), name).eval()
+    packed = LRAClassifier(spec, ModelConfig(**config, unpad=True), name).eval()
+    packed.load_state_dict(padded.state_dict())
+    padding = torch.arange(20) >= torch.tensor([[20], [9]])
+    tokens = torch.randint(1, 10, (2, 20)).masked_fill(padding, 0)
+    with torch.no_grad():
+        states, _ = padded.encoder(tokens, padding)
+        packed_states, _ = packed.encoder(tokens, padding)
+    real = ~padding
+    torch.testing.assert_close(packed_states[real], states[real], rtol=1e-5, atol=1e-5)

@@ -152,3 +152,23 @@ def test_causal_bf16_forward_backward_is_finite_and_close_to_float32(case):
     assert torch.isfinite(low).all() and all(torch.isfinite(t.grad).all() for t in (q, k, v))
     error = ((low.float() - reference)[real].norm() / reference[real].norm()).item()
     assert error < 0.05, f"relative error of bf16 vs float32: {error:.4f}"
+
+
+def test_causal_packed_flash_attention_gives_the_padded_causal_states():
+    """model.unpad on CUDA: packed varlen FlashAttention with is_causal against the masked causal path."""
+    from lra.data.base import TaskSpec
+    from lra.model import LRAClassifier, ModelConfig
+
+    torch.manual_seed(8)
+    spec = TaskSpec(name="toy", num_classes=3, max_length=512, vocab_size=100)
+    config = dict(d_model=64, num_layers=2, num_heads=2, mlp_dim=128, dropout=0.0, pooling="mean", causal=True)
+    padded = LRAClassifier(spec, ModelConfig(**config, unpad=False), "softmax").cuda().eval()
+    packed = LRAClassifier(spec, ModelConfig(**config, unpad=True), "softmax").cuda().eval()
+    packed.load_state_dict(padded.state_dict())
+    padding = (torch.arange(512) >= torch.tensor([[512], [300]])).cuda()
+    tokens = torch.randint(1, 100, (2, 512), device="cuda").masked_fill(padding, 0)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        states, _ = padded.encoder(tokens, padding)
+        packed_states, _ = packed.encoder(tokens, padding)
+    real = ~padding
+    torch.testing.assert_close(packed_states[real].float(), states[real].float(), rtol=3e-2, atol=3e-2)
