@@ -26,6 +26,8 @@ class LinformerAttention(AttentionBackend):
     projection serves both (the paper's key-value sharing). Projections are initialised as a
     ``torch.nn.Linear(max_length, k)`` weight would be (uniform, bound 1/sqrt(max_length)).
 
+    No causal form: each projected key row mixes keys from every position.
+
     Time O(N k d), memory O(N k). Needs ``max_length``; not permutation-equivariant (E, F act on
     positions). Dropout applies to the (N x k) attention weights.
     """
@@ -37,10 +39,12 @@ class LinformerAttention(AttentionBackend):
         head_dim: int,
         max_length: int | None = None,
         dropout: float = 0.0,
+        causal: bool = False,
         proj_dim: int = 256,
         share_kv: bool = False,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
+                         causal=causal)
         if max_length is None or max_length < 1:
             raise ValueError("linformer needs max_length (the longest sequence, CLS included) to size its "
                              f"projections; got {max_length}")

@@ -44,8 +44,13 @@ class LocalAttention(AttentionBackend):
     equal modulo ``num_blocks``), not contiguous; this module implements the contiguous windows that the
     paper describes. Its default block size is 50 (``local.py``).
 
+    ``causal``: each query also drops the keys after it (the left half of a sliding window, the start of
+    its block up to itself when blocked).
+
     Time O(N w d), memory O(N w). Not permutation-equivariant. Dropout applies to the window weights.
     """
+
+    supports_causal = True
 
     def __init__(
         self,
@@ -54,11 +59,13 @@ class LocalAttention(AttentionBackend):
         head_dim: int,
         max_length: int | None = None,
         dropout: float = 0.0,
+        causal: bool = False,
         window: int = 50,
         sliding: bool = False,
         impl: str = "auto",
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
+                         causal=causal)
         if window < 1:
             raise ValueError(f"local window must be positive, got {window}")
         if impl not in IMPLS:
@@ -90,8 +97,12 @@ class LocalAttention(AttentionBackend):
         flex_attention, create_block_mask = _compiled_flex()
         half, length = self.window // 2, q.shape[-2]
 
+        causal = self.causal
+
         def in_window(batch, head, query, key):
             inside = (query - key).abs() <= half
+            if causal:
+                inside = inside & (key <= query)
             return inside if key_padding_mask is None else inside & ~key_padding_mask[batch, key]
 
         batch = None if key_padding_mask is None else q.shape[0]
@@ -120,7 +131,7 @@ class LocalAttention(AttentionBackend):
 
     def _window_mask(self, key_padding_mask, batch, length, block, half, tail, device):
         """(B, blocks, block, span) True where a query may attend; None when every key is allowed."""
-        if key_padding_mask is None and not self.sliding and tail == 0:
+        if key_padding_mask is None and not self.sliding and tail == 0 and not self.causal:
             return None
         real = torch.ones(batch, length, dtype=torch.bool, device=device)
         if key_padding_mask is not None:
@@ -128,8 +139,11 @@ class LocalAttention(AttentionBackend):
         span = block + 2 * half
         real_windows = F.pad(real, (half, half + tail)).unfold(1, span, block)  # (B, blocks, span)
         allowed = real_windows[:, :, None, :].expand(-1, -1, block, -1)
-        if self.sliding:  # the key at window offset t is within `half` of query i iff 0 <= t - i <= 2 half
-            offset = torch.arange(span, device=device) - torch.arange(block, device=device)[:, None]
+        # The key at window offset t sits t - i - half positions after query i (half = 0 when blocked).
+        offset = torch.arange(span, device=device) - torch.arange(block, device=device)[:, None]
+        if self.sliding:  # within `half` of query i iff 0 <= t - i <= 2 half
             allowed = allowed & (offset >= 0) & (offset <= 2 * half)
+        if self.causal:
+            allowed = allowed & (offset <= half)
         # A query with no real key in reach (padding) would get NaN from SDPA; let it see its window.
         return allowed | ~allowed.any(-1, keepdim=True)

@@ -34,6 +34,9 @@ class NystromAttention(AttentionBackend):
     to the pinv iteration); the pinv scaling uses per-(example, head) maxima (the reference takes them
     over the whole batch, which couples examples).
 
+    No causal form: every landmark averages a segment of the whole sequence, so every query sees later
+    tokens through the landmarks.
+
     Time O(N m d + m^3), memory O(N m). Not permutation-equivariant (segments follow positions).
     Dropout does not apply: the three factors are not attention weights.
     """
@@ -45,11 +48,13 @@ class NystromAttention(AttentionBackend):
         head_dim: int,
         max_length: int | None = None,
         dropout: float = 0.0,
+        causal: bool = False,
         num_landmarks: int = 64,
         pinv_iterations: int = 6,
         conv_kernel_size: int | None = 35,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
+                         causal=causal)
         if num_landmarks < 1 or pinv_iterations < 1:
             raise ValueError(f"nystrom needs num_landmarks >= 1 and pinv_iterations >= 1, "
                              f"got {num_landmarks} and {pinv_iterations}")

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from lra.attention.base import AttentionBackend
+from lra.attention.base import AttentionBackend, State
+from lra.attention.causal import CHUNK, causal_step, causal_sum
 from lra.attention.registry import register
 
 KERNELS = ("softmax", "relu")
@@ -59,7 +60,20 @@ class PerformerAttention(AttentionBackend):
 
     Time O(N m d), memory O(N m) (O(N d + chunk m) with ``chunk_size``). Dropout does not apply: there is
     no attention matrix.
+
+    ``causal``: the sums run over ``j <= i`` (the paper's prefix-sum form, section 2.5), and the key
+    stabiliser of query i is the maximum over the keys ``j <= i`` only (Google's causal code takes it over
+    all keys, so there a later key changes earlier outputs through the ``eps`` term). Key j then enters
+    query i's sums scaled by ``exp(s_j - s_i) <= 1``, where ``s`` is that running maximum; the ``eps`` part
+    of the features is never scaled, so it is summed apart (``eps sum_r phi(q_i)_r sum_{j<=i} v_j``).
+    Computed in float32 at least, in blocks of ``chunk_size`` tokens (default 64; no recomputation in
+    backward) by ``lra.attention.causal.causal_sum``: time O(N m d + N C (m + d)), memory O(N m + N C).
+    Recurrent form: the state is the scaled sums (m, d + 1), the plain sum of ``[1 | v_j]`` and the running
+    maximum; each token rescales the sums by ``exp(s_old - s_new)``.
     """
+
+    supports_causal = True
+    supports_recurrent = True
 
     def __init__(
         self,
@@ -68,13 +82,15 @@ class PerformerAttention(AttentionBackend):
         head_dim: int,
         max_length: int | None = None,
         dropout: float = 0.0,
+        causal: bool = False,
         nb_features: int | None = None,
         kernel: str = "softmax",
         orthogonal: bool = True,
         redraw_interval: int | None = 1000,
         chunk_size: int | None = None,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
+                         causal=causal)
         if kernel not in KERNELS:
             raise ValueError(f"performer kernel={kernel!r}; valid: {', '.join(KERNELS)}")
         if nb_features is not None and nb_features < 1:
@@ -116,6 +132,8 @@ class PerformerAttention(AttentionBackend):
             if self.training_calls and self.training_calls % self.redraw_interval == 0:
                 self.redraw()
             self.training_calls += 1
+        if self.causal:
+            return self._causal(q, k, v, key_padding_mask)
         real = None if key_padding_mask is None else (~key_padding_mask)[:, None, :, None].to(k.dtype)
         if self.chunk_size is None:
             kv, normaliser = self._key_summary(k, v, real, None, key_padding_mask)
@@ -133,6 +151,64 @@ class PerformerAttention(AttentionBackend):
             for start in range(0, q.shape[-2], self.chunk_size)
         ]
         return torch.cat(outputs, dim=-2)
+
+    def _causal(self, q, k, v, key_padding_mask):
+        dtype = torch.promote_types(v.dtype, torch.float32)
+        phi_q = self._features(q, self._project(q), None).to(dtype)
+        values = _with_ones(v.to(dtype))
+        exponent = self._project(k).to(dtype)
+        pad = None if key_padding_mask is None else key_padding_mask[:, None, :, None]
+        if self.kernel == "relu":
+            phi_k = self._features(k, exponent, None).to(dtype)
+        else:
+            running = self._running_key_max(exponent, key_padding_mask)
+            exponent = exponent - _half_squared_norm(k, dtype) - running[..., None]
+            if pad is not None:  # before the exp: a padded key may overflow, and a masked inf has NaN gradients
+                exponent = exponent.masked_fill(pad, -torch.inf)
+            phi_k = self.nb_features**-0.5 * exponent.exp()
+        if pad is not None:
+            phi_k, values = phi_k.masked_fill(pad, 0.0), values.masked_fill(pad, 0.0)
+        chunk = self.chunk_size or CHUNK
+        if self.kernel == "relu":  # no stabiliser: the features are the whole kernel
+            return _ratio(causal_sum(phi_q, phi_k, values, chunk_size=chunk))
+        y = causal_sum(phi_q, phi_k, values, shift=-running, chunk_size=chunk)
+        y = y + self._eps_part(phi_q) * values.cumsum(-2)
+        return _ratio(y)
+
+    @staticmethod
+    @torch.no_grad()
+    def _running_key_max(exponent: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, H, N): the key stabiliser of each prefix, the maximum exponent over its real keys and features."""
+        per_key = exponent.amax(-1)
+        if key_padding_mask is not None:
+            per_key = per_key.masked_fill(key_padding_mask[:, None, :], -torch.inf)
+        # Before the first real key (padded queries only) any finite value does: the smallest keeps it monotone.
+        return per_key.cummax(-1).values.clamp_min(torch.finfo(per_key.dtype).min)
+
+    def _eps_part(self, phi_q: torch.Tensor) -> torch.Tensor:
+        """What the constant ``scale * eps`` of every key feature adds to query i's sums, per unit of ``v_j``."""
+        return self.nb_features**-0.5 * SOFTMAX_EPS * phi_q.sum(-1, keepdim=True)
+
+    def _initial_state(self, batch, dtype, device) -> State:
+        heads, width = self.num_heads, self.head_dim + 1
+        state = {"kv": torch.zeros(batch, heads, self.nb_features, width, dtype=dtype, device=device)}
+        if self.kernel == "softmax":
+            state["values"] = torch.zeros(batch, heads, width, dtype=dtype, device=device)
+            state["shift"] = torch.full((batch, heads), torch.finfo(dtype).min, dtype=dtype, device=device)
+        return state
+
+    def _step(self, state, q, k, v):
+        phi_q = self._features(q, self._project(q), None).to(state["kv"].dtype)
+        values = _with_ones(v)
+        exponent = self._project(k).to(state["kv"].dtype)
+        if self.kernel == "relu":
+            y, kv = causal_step(state["kv"], phi_q, self._features(k, exponent, None), values)
+            return _ratio(y), {"kv": kv}
+        shift = torch.maximum(state["shift"], exponent.amax(-1))
+        phi_k = self.nb_features**-0.5 * (exponent - _half_squared_norm(k, exponent.dtype) - shift[..., None]).exp()
+        y, kv = causal_step(state["kv"], phi_q, phi_k, values, decay=(state["shift"] - shift).exp())
+        summed = state["values"] + values
+        return _ratio(y + self._eps_part(phi_q) * summed), {"kv": kv, "values": summed, "shift": shift}
 
     def _maybe_checkpoint(self, fn, *args):
         if not torch.is_grad_enabled():
@@ -168,8 +244,7 @@ class PerformerAttention(AttentionBackend):
             return (scale * F.relu(exponent) + RELU_EPS).to(x.dtype)
         if shift is None:
             shift = exponent.detach().amax(-1, keepdim=True)
-        squared_norm = (x.to(exponent.dtype) ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
-        return ScaledExp.apply(exponent - squared_norm - shift, scale, SOFTMAX_EPS, x.dtype)
+        return ScaledExp.apply(exponent - _half_squared_norm(x, exponent.dtype) - shift, scale, SOFTMAX_EPS, x.dtype)
 
     def _key_summary(self, k, v, real, key_shift, key_padding_mask=None):
         exponent = self._project(k)
@@ -185,6 +260,20 @@ class PerformerAttention(AttentionBackend):
         phi = self._features(q, self._project(q), None)
         denominator = (phi * normaliser).sum(-1, keepdim=True)
         return (phi @ kv) / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+
+
+def _half_squared_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``|x / d^(1/4)|^2 / 2`` per token, the norm term of the positive features."""
+    return (x.to(dtype) ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(x.shape[-1]))
+
+
+def _with_ones(v: torch.Tensor) -> torch.Tensor:
+    """``[1 | v]``: the sum over the first column is the normaliser."""
+    return torch.cat([torch.ones_like(v[..., :1]), v], dim=-1)
+
+
+def _ratio(y: torch.Tensor) -> torch.Tensor:
+    return y[..., 1:] / y[..., :1].clamp_min(torch.finfo(y.dtype).tiny)
 
 
 class ScaledExp(torch.autograd.Function):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from lra.attention.base import AttentionBackend
 
 _BACKENDS: dict[str, type[AttentionBackend]] = {}
-_COMMON = ("num_heads", "head_dim", "max_length", "dropout")
+_COMMON = ("num_heads", "head_dim", "max_length", "dropout", "causal")
 
 
 class UnknownBackendError(ValueError):
@@ -56,9 +56,11 @@ def create(
     head_dim: int,
     max_length: int | None = None,
     dropout: float = 0.0,
+    causal: bool = False,
     **backend_options: object,
 ) -> AttentionBackend:
-    """Build the backend ``name``; unknown names and options fail with the valid choices."""
+    """Build the backend ``name``; unknown names and options fail with the valid choices, and ``causal=True``
+    fails on a backend without a causal form."""
     cls = backend_class(name)
     valid = options(name)
     unknown = sorted(set(backend_options) - set(valid))
@@ -67,4 +69,5 @@ def create(
             f"attention backend {name!r} has no option(s) {', '.join(unknown)}; "
             f"its options: {', '.join(sorted(valid)) or '(none)'}"
         )
-    return cls(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout, **backend_options)
+    return cls(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout, causal=causal,
+               **backend_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lra.attention.base import AttentionBackend
+from lra.attention.base import AttentionBackend, causal_mask
 from lra.attention.packing import PackedSequences
 from lra.attention.registry import register
 
@@ -51,9 +51,15 @@ class SoftmaxAttention(AttentionBackend):
     a padded batch packed end to end (``lra.attention.packing``); on CUDA in fp16/bf16 they go through
     variable-length FlashAttention with attention dropout (``aten._flash_attention_forward``, whose backward
     replays the dropout mask from its saved random state), elsewhere through SDPA sequence by sequence.
+
+    ``causal``: ``M = -inf`` also for keys after the query. Without padding SDPA runs with ``is_causal``
+    (FlashAttention's causal kernel), and so do packed sequences; a padded batch that is not packed takes
+    one (B, N, N) boolean mask of the allowed pairs, so ``auto`` keeps the ``mask`` path and
+    ``padding=varlen`` is refused.
     """
 
     packs_sequences = True
+    supports_causal = True
 
     def __init__(
         self,
@@ -62,11 +68,16 @@ class SoftmaxAttention(AttentionBackend):
         head_dim: int,
         max_length: int | None = None,
         dropout: float = 0.0,
+        causal: bool = False,
         padding: str = "auto",
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
+                         causal=causal)
         if padding not in PADDING_PATHS:
             raise ValueError(f"softmax padding={padding!r}; valid: {', '.join(PADDING_PATHS)}")
+        if causal and padding == "varlen":
+            raise ValueError("softmax padding=varlen has no causal path; with causal=True use padding=auto or "
+                             "padding=mask")
         self.padding = padding
 
     def extra_repr(self) -> str:
@@ -75,10 +86,13 @@ class SoftmaxAttention(AttentionBackend):
     def forward(self, q, k, v, key_padding_mask=None):
         dropout = self.dropout if self.training else 0.0
         if key_padding_mask is None:
-            return _sdpa(q, k, v, dropout_p=dropout)
-        if self._use_varlen(q, dropout):
+            return _sdpa(q, k, v, dropout_p=dropout, is_causal=self.causal)
+        if not self.causal and self._use_varlen(q, dropout):
             return _varlen(q, k, v, key_padding_mask)
         mask = ~key_padding_mask[:, None, None, :]  # True = may attend
+        if self.causal:
+            mask = mask & ~causal_mask(q.shape[-2], q.device)
+            mask = mask | ~mask.any(-1, keepdim=True)  # a query with nothing to see (padding) would get NaN
         return _sdpa(q, k, v, attn_mask=mask, dropout_p=dropout)
 
     def forward_packed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -86,8 +100,9 @@ class SoftmaxAttention(AttentionBackend):
         """``q``, ``k``, ``v`` ``(tokens, heads, d)`` of packed sequences -> the output, same shape."""
         dropout = self.dropout if self.training else 0.0
         if q.is_cuda and q.dtype in FLASH_DTYPES:
-            return _flash_packed(q, k, v, packing, dropout).to(v.dtype)
-        outputs = [_sdpa(*(t.transpose(0, 1)[None] for t in parts), dropout_p=dropout)[0].transpose(0, 1)
+            return _flash_packed(q, k, v, packing, dropout, self.causal).to(v.dtype)
+        outputs = [_sdpa(*(t.transpose(0, 1)[None] for t in parts), dropout_p=dropout,
+                         is_causal=self.causal)[0].transpose(0, 1)
                    for parts in zip(*(packing.sequences(t) for t in (q, k, v)), strict=True)]
         return torch.cat(outputs).to(v.dtype)
 
@@ -123,13 +138,13 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options) -> torch
 
 
 def _flash_packed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: PackedSequences,
-                  dropout: float) -> torch.Tensor:
+                  dropout: float, causal: bool = False) -> torch.Tensor:
     head_dim = q.shape[-1]
     if _needs_head_padding(q):
         q, k, v = (_pad_head_dim(t) for t in (q, k, v))
     out = torch.ops.aten._flash_attention_forward(
         q.contiguous(), k.contiguous(), v.contiguous(), packing.cu_seqlens, packing.cu_seqlens,
-        packing.longest, packing.longest, dropout, False, False, scale=head_dim**-0.5,
+        packing.longest, packing.longest, dropout, causal, False, scale=head_dim**-0.5,
     )[0]
     return out[..., :head_dim]
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lra.attention.base import AttentionBackend
+from lra.attention.base import AttentionBackend, State, causal_mask
+from lra.attention.causal import causal_step, causal_sum
 from lra.attention.registry import register
 
 MODES = ("auto", "direct", "efficient")
@@ -72,7 +73,25 @@ class TaylorShiftAttention(AttentionBackend):
     Dropout: applied to the normalised weights in the direct form only. The efficient form has no
     attention matrix, so there dropout does not apply (the authors' code drops entries of the
     ``(k (x) k)^T V`` summary instead, a different regulariser that this module does not copy).
+
+    Padding: the authors' code has no mask, so in a padded batch it attends to the pad tokens and counts
+    them in ``N``. Here padded keys are masked and ``N_real`` counts real keys only, so each example of a
+    padded batch gets exactly what the authors' function gives on that example alone, unpadded
+    (``tests/attention/test_taylorshift.py``); a model trained with the authors' code on padded batches
+    computed something else. Run records say so (``protocol.attention_padding``).
+
+    ``causal`` (not in the paper or the authors' code): the sums run over ``j <= i`` and ``N_real`` is the
+    number of real keys ``j <= i``. The direct form masks the later keys; the efficient form is computed
+    in blocks by ``lra.attention.causal.causal_sum`` (time O(N d^3 + N C d^2), memory O(N d^2 + (N/C) d^3)
+    for blocks of C tokens). The fused Triton kernel has no causal mode: with ``causal`` the efficient form
+    runs in PyTorch (``impl=auto``), and ``impl=triton`` is refused. Recurrent form: the state is
+    ``sum_j (k~_j (x) k~_j, k~_j, 1) [1 | v_j]^T``, (d^2 + d + 1, d + 1), and the count of tokens seen.
     """
+
+    supports_causal = True
+    supports_recurrent = True
+    padding_protocol = (AttentionBackend.padding_protocol + "; the TaylorShift authors' code has no mask and "
+                        "attends to pad tokens, so on padded batches it computes another function")
 
     def __init__(
         self,
@@ -81,6 +100,7 @@ class TaylorShiftAttention(AttentionBackend):
         head_dim: int,
         max_length: int | None = None,
         dropout: float = 0.0,
+        causal: bool = False,
         mode: str = "auto",
         crossover: int | None = None,
         a: float = 0.5,
@@ -89,11 +109,15 @@ class TaylorShiftAttention(AttentionBackend):
         output_normalized: bool = True,
         impl: str = "auto",
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout)
+        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
+                         causal=causal)
         if mode not in MODES:
             raise ValueError(f"taylorshift mode={mode!r}; valid: {', '.join(MODES)}")
         if impl not in IMPLS:
             raise ValueError(f"taylorshift impl={impl!r}; valid: {', '.join(IMPLS)}")
+        if causal and impl == "triton":
+            raise ValueError("taylorshift impl=triton has no causal mode (the fused kernel is non-causal); with "
+                             "causal=True use impl=auto or impl=torch, which run the PyTorch causal form")
         if not (a > 0 and c >= b * b / (4 * a)):
             raise ValueError(
                 f"taylorshift needs a*s^2 + b*s + c >= 0 for every s, i.e. a > 0 and c >= b^2/(4a); "
@@ -137,7 +161,7 @@ class TaylorShiftAttention(AttentionBackend):
         q_hat = F.normalize(q, dim=-1).to(q.dtype) * self.temperature.to(q.dtype)
         k_hat = F.normalize(k, dim=-1).to(k.dtype)
         real_keys = self._real_key_count(k, key_padding_mask)
-        fused = self._use_kernel(q)
+        fused = not self.causal and self._use_kernel(q)
         if self.form_for(q.shape[-2], fused) == "direct":
             out = self._direct(q_hat, k_hat, v, key_padding_mask)
         elif fused:
@@ -148,13 +172,18 @@ class TaylorShiftAttention(AttentionBackend):
             out = out * (real_keys / self.head_dim).sqrt().to(out.dtype)
         return out
 
-    @staticmethod
-    def _real_key_count(k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """Real keys per example as (B, 1, 1, 1), in at least float32 (bf16 cannot count to 2000 exactly)."""
+    def _real_key_count(self, k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Real keys per example as (B, 1, 1, 1), or with ``causal`` per query, those up to it: (B, 1, N, 1).
+
+        In at least float32 (bf16 cannot count to 2000 exactly)."""
         dtype = torch.promote_types(k.dtype, torch.float32)
-        if key_padding_mask is None:
-            return torch.full((k.shape[0], 1, 1, 1), k.shape[-2], dtype=dtype, device=k.device)
-        return (~key_padding_mask).sum(-1).to(dtype).view(-1, 1, 1, 1)
+        batch, length = k.shape[0], k.shape[-2]
+        real = torch.ones(batch, length, dtype=dtype, device=k.device)
+        if key_padding_mask is not None:
+            real = (~key_padding_mask).to(dtype)
+        if self.causal:
+            return real.cumsum(-1).view(batch, 1, length, 1)
+        return real.sum(-1).view(batch, 1, 1, 1)
 
     def _use_kernel(self, q: torch.Tensor) -> bool:
         if self.impl == "torch":
@@ -173,6 +202,8 @@ class TaylorShiftAttention(AttentionBackend):
         w = self.a * s * s + self.b * s + self.c
         if key_padding_mask is not None:
             w = w.masked_fill(key_padding_mask[:, None, None, :], 0.0)
+        if self.causal:
+            w = w.masked_fill(causal_mask(w.shape[-1], w.device), 0.0)
         # Dividing a row by its maximum cancels in the normalisation; it keeps fp16 row sums finite.
         tiny = torch.finfo(w.dtype).tiny
         w = w / w.detach().amax(-1, keepdim=True).clamp_min(tiny)
@@ -184,14 +215,45 @@ class TaylorShiftAttention(AttentionBackend):
         d = q_hat.shape[-1]
         alpha = d**0.25
         q_t, k_t = alpha * q_hat, alpha * k_hat
-        values = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1) / real_keys.clamp_min(1).to(v.dtype)
+        # Dividing by the key count keeps the sums in range in low precision; it cancels in the ratio.
+        values = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1) / real_keys[..., -1:, :].clamp_min(1).to(v.dtype)
         if key_padding_mask is not None:
             values = values.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+        if self.causal:
+            y = causal_sum(self._query_features(q_t), self._key_features(k_t), values)
+            return y[..., 1:] / y[..., :1].clamp_min(torch.finfo(y.dtype).tiny)
         quadratic = _tensor_square(q_t) @ (_tensor_square(k_t).transpose(-1, -2) @ values)
         linear = q_t @ (k_t.transpose(-1, -2) @ values)
         constant = values.sum(-2, keepdim=True)
         y = self.a * quadratic + (alpha**2 * self.b) * linear + (alpha**4 * self.c) * constant
         return y[..., 1:] / y[..., :1].clamp_min(torch.finfo(y.dtype).tiny)
+
+    def _query_features(self, q_t: torch.Tensor) -> torch.Tensor:
+        """``(a q~ (x) q~, alpha^2 b q~, alpha^4 c)``; with ``_key_features`` their dot product is ``alpha^4 w_ij``."""
+        alpha = q_t.shape[-1] ** 0.25
+        constant = torch.full_like(q_t[..., :1], alpha**4 * self.c)
+        return torch.cat([self.a * _tensor_square(q_t), (alpha**2 * self.b) * q_t, constant], dim=-1)
+
+    @staticmethod
+    def _key_features(k_t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([_tensor_square(k_t), k_t, torch.ones_like(k_t[..., :1])], dim=-1)
+
+    def _initial_state(self, batch, dtype, device) -> State:
+        d = self.head_dim
+        return {"kv": torch.zeros(batch, self.num_heads, d * d + d + 1, d + 1, dtype=dtype, device=device),
+                "count": torch.zeros(batch, 1, 1, dtype=dtype, device=device)}
+
+    def _step(self, state, q, k, v):
+        alpha = self.head_dim**0.25
+        q_t = alpha * F.normalize(q, dim=-1) * self.temperature.to(q.dtype).view(1, -1, 1)
+        k_t = alpha * F.normalize(k, dim=-1)
+        values = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1)
+        y, kv = causal_step(state["kv"], self._query_features(q_t), self._key_features(k_t), values)
+        out = y[..., 1:] / y[..., :1].clamp_min(torch.finfo(y.dtype).tiny)
+        count = state["count"] + 1
+        if self.output_normalized:
+            out = out * (count / self.head_dim).sqrt()
+        return out, {"kv": kv, "count": count}
 
 
 def crossover_flops(head_dim: int) -> int:

@@ -29,7 +29,7 @@ class Encoder(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             Block(cfg.d_model, cfg.num_heads, cfg.qkv_dim or cfg.d_model, cfg.mlp_dim, cfg.dropout,
-                  cfg.attention_dropout, attention, attention_options, length)
+                  cfg.attention_dropout, attention, attention_options, length, cfg.causal)
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)

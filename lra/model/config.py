@@ -38,6 +38,7 @@ class ModelConfig:
     # ("reduce-overhead" adds CUDA graphs) or true/false; a failed compilation falls back to eager, with one line.
     unpad: bool | str = "auto"
     compile: bool | str = "auto"
+    causal: bool = False  # position i attends to positions <= i only (backends with supports_causal)
 
     def __post_init__(self) -> None:
         width = self.qkv_dim or self.d_model
@@ -55,6 +56,9 @@ class ModelConfig:
             valid = ("auto",) if key == "unpad" else ("auto", *COMPILE_MODES)
             if not isinstance(value, bool) and value not in valid:
                 raise ValueError(f"model.{key}={value!r}; valid: true, false, {', '.join(valid)}")
+        if self.causal and self.pooling == "cls":
+            raise ValueError("model.causal=true needs model.pooling=mean: the CLS token is prepended at position 0, "
+                             "so under causal attention it would see only itself")
         if width % self.num_heads:
             raise ValueError(f"model.qkv_dim ({width}) must be divisible by model.num_heads ({self.num_heads})")
 

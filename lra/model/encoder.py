@@ -13,7 +13,7 @@ class SelfAttention(nn.Module):
     """Projections around an attention backend: x -> q, k, v -> backend -> output projection."""
 
     def __init__(self, width: int, num_heads: int, qkv_dim: int, attention: str, attention_options: dict,
-                 max_length: int, dropout: float):
+                 max_length: int, dropout: float, causal: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = qkv_dim // num_heads
@@ -23,7 +23,7 @@ class SelfAttention(nn.Module):
         for chunk in self.qkv.weight.detach().chunk(3):
             nn.init.xavier_uniform_(chunk)
         self.core = create(attention, num_heads=num_heads, head_dim=self.head_dim, max_length=max_length,
-                           dropout=dropout, **attention_options)
+                           dropout=dropout, causal=causal, **attention_options)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None,
                 packing: PackedSequences | None = None) -> torch.Tensor:
@@ -41,11 +41,12 @@ class Block(nn.Module):
     """``x + Drop(Attn(LN(x)))`` then ``x + MLP(LN(x))``, MLP = Dense-GELU-Drop-Dense-Drop (LRA)."""
 
     def __init__(self, width: int, num_heads: int, qkv_dim: int, mlp_dim: int, dropout: float,
-                 attention_dropout: float, attention: str, attention_options: dict, max_length: int):
+                 attention_dropout: float, attention: str, attention_options: dict, max_length: int,
+                 causal: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
         self.attn = SelfAttention(width, num_heads, qkv_dim, attention, attention_options, max_length,
-                                  attention_dropout)
+                                  attention_dropout, causal)
         self.drop = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_dim), nn.GELU(), nn.Dropout(dropout),

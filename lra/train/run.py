@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+import lra.attention
 import lra.data
 from lra.model import ModelConfig
 from lra.train.callbacks import EfficiencyMonitor, LastCheckpoint, RandomStateCheckpoint, ValidationHistory
@@ -156,6 +157,7 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
             "test_checkpoints": {"best": "highest val/acc", "last": "last training step"},
             "data_source": datamodule.describe_source(),
             "train_batches": datamodule.describe_batches(),
+            "attention_padding": lra.attention.backend_class(cfg.attention.name).padding_protocol,
         },
         "environment": environment(),
         "paths": {"run_dir": str(run_dir)},

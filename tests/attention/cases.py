@@ -29,14 +29,25 @@ CASES = [
 ]
 CASE_IDS = [case[0] for case in CASES]
 
+# CASES, plus every registered backend with its default options where CASES has no such entry: the tests
+# generated from the registry cover a backend added later without this file being edited.
+ALL_FORMS = CASES + [(f"{name}-defaults", name, {}) for name in lra.attention.available()
+                     if (name, {}) not in [(n, o) for _, n, o in CASES]]
+
+
+def forms(flag: str) -> list[tuple[str, str, dict]]:
+    """The entries of ALL_FORMS whose backend class has the capability flag ``flag`` (e.g. supports_causal)."""
+    return [case for case in ALL_FORMS if getattr(lra.attention.backend_class(case[1]), flag)]
+
 # Mechanisms whose output for token i depends on the other tokens only as a set.
 PERMUTATION_EQUIVARIANT = {"softmax", "taylorshift", "performer", "elementwise", "linear"}
 
 
 def build(name: str, options: dict, *, heads: int = 2, head_dim: int = 8, max_length: int = 64,
-          dtype: torch.dtype = torch.float32, dropout: float = 0.0) -> lra.attention.AttentionBackend:
+          dtype: torch.dtype = torch.float32, dropout: float = 0.0,
+          causal: bool = False) -> lra.attention.AttentionBackend:
     backend = lra.attention.create(name, num_heads=heads, head_dim=head_dim, max_length=max_length,
-                                   dropout=dropout, **options)
+                                   dropout=dropout, causal=causal, **options)
     return backend.to(dtype).eval()
 
 

@@ -130,3 +130,45 @@ def test_taylorshift_efficient_on_gpu_matches_float64_direct():
     real = ~mask[:, None, :, None].expand_as(reference)
     error = ((low - reference)[real].norm() / reference[real].norm()).item()
     assert error < 0.02, f"relative error {error:.4f}"
+
+
+CAUSAL_GPU_CASES = [case for case in GPU_CASES if lra.attention.backend_class(case[0]).supports_causal]
+
+
+@pytest.mark.parametrize("case", CAUSAL_GPU_CASES, ids=case_id)
+def test_causal_bf16_forward_backward_is_finite_and_close_to_float32(case):
+    """Causal forms at N = 4096, d = 64, padded: finite in bf16 (with gradients) and near their float32 output."""
+    name, options = case
+    torch.manual_seed(0)
+    backend = lra.attention.create(name, num_heads=HEADS, head_dim=64, max_length=LENGTH, causal=True, **options)
+    backend = backend.cuda().eval()
+    (q, k, v), mask = inputs(64, torch.float32, seed=4)
+    with torch.no_grad():
+        reference = backend(q, k, v, key_padding_mask=mask)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        low = backend(q, k, v, key_padding_mask=mask)
+    real = ~mask[:, None, :, None].expand_as(reference)
+    low.float().masked_fill(~real, 0).pow(2).mean().backward()
+    assert torch.isfinite(low).all() and all(torch.isfinite(t.grad).all() for t in (q, k, v))
+    error = ((low.float() - reference)[real].norm() / reference[real].norm()).item()
+    assert error < 0.05, f"relative error of bf16 vs float32: {error:.4f}"
+
+
+def test_causal_packed_flash_attention_gives_the_padded_causal_states():
+    """model.unpad on CUDA: packed varlen FlashAttention with is_causal against the masked causal path."""
+    from lra.data.base import TaskSpec
+    from lra.model import LRAClassifier, ModelConfig
+
+    torch.manual_seed(8)
+    spec = TaskSpec(name="toy", num_classes=3, max_length=512, vocab_size=100)
+    config = dict(d_model=64, num_layers=2, num_heads=2, mlp_dim=128, dropout=0.0, pooling="mean", causal=True)
+    padded = LRAClassifier(spec, ModelConfig(**config, unpad=False), "softmax").cuda().eval()
+    packed = LRAClassifier(spec, ModelConfig(**config, unpad=True), "softmax").cuda().eval()
+    packed.load_state_dict(padded.state_dict())
+    padding = (torch.arange(512) >= torch.tensor([[512], [300]])).cuda()
+    tokens = torch.randint(1, 100, (2, 512), device="cuda").masked_fill(padding, 0)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        states, _ = padded.encoder(tokens, padding)
+        packed_states, _ = packed.encoder(tokens, padding)
+    real = ~padding
+    torch.testing.assert_close(packed_states[real].float(), states[real].float(), rtol=3e-2, atol=3e-2)

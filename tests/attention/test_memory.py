@@ -27,10 +27,11 @@ class OutputShapes(TorchDispatchMode):
         return out
 
 
-def quadratic_ops(name: str, options: dict, length: int = LENGTH) -> list[tuple[str, tuple[int, ...]]]:
+def quadratic_ops(name: str, options: dict, length: int = LENGTH,
+                  causal: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     """Ops of a padded forward + backward that return a tensor with two axes of size >= length."""
     torch.manual_seed(0)
-    backend = build(name, options, heads=2, head_dim=8, max_length=length).train()
+    backend = build(name, options, heads=2, head_dim=8, max_length=length, causal=causal).train()
     q, k, v = qkv(2, 2, length, 8, requires_grad=True)
     mask = suffix_padding([length, length // 2], length)
     with OutputShapes() as recorder:
@@ -52,6 +53,18 @@ def quadratic_ops(name: str, options: dict, length: int = LENGTH) -> list[tuple[
 ], ids=lambda value: value if isinstance(value, str) else "-".join(f"{k}={v}" for k, v in value.items()))
 def test_efficient_backends_allocate_nothing_of_size_n_by_n(name, options):
     assert quadratic_ops(name, options) == []
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("taylorshift", {"mode": "efficient"}),
+    ("performer", {"nb_features": 32}),
+    ("performer", {"nb_features": 32, "kernel": "relu"}),
+    ("elementwise", {"mode": "linear", "order": 4}),
+    ("linear", {}),
+    ("local", {"window": 32, "sliding": True}),
+], ids=lambda value: value if isinstance(value, str) else "-".join(f"{k}={v}" for k, v in value.items()))
+def test_causal_forms_of_efficient_backends_allocate_nothing_of_size_n_by_n(name, options):
+    assert quadratic_ops(name, options, causal=True) == []
 
 
 @pytest.mark.parametrize(("name", "options"), [("taylorshift", {"mode": "direct"}),

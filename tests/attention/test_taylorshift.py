@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import lra.attention
 from lra.attention.taylorshift import FUSED_CROSSOVER, crossover_flops
@@ -156,3 +157,47 @@ def test_efficient_form_keeps_low_precision_in_range():
     low = backend.to(torch.bfloat16)(q.bfloat16(), k.bfloat16(), v.bfloat16()).double()
     assert torch.isfinite(low).all()
     assert relative_error(low, reference) < 0.05
+
+
+def authors_taylorshift(q, k, v, temperature, a, b, c, efficient: bool) -> torch.Tensor:
+    """The authors' attention core, rewritten from ``TaylorSoftmaxAttention`` (github.com/tobna/TaylorShift,
+    ``training/architectures/taylor_shift_vit.py``, ``_linear_attention`` / ``_squared_attention`` with
+    ``xcit_version`` and ``output_normalized``, as in their LRA models). It has no mask: N counts every token."""
+    batch, heads, length, d = q.shape
+    if not efficient:
+        scores = (F.normalize(q, dim=-1) * temperature) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        largest = scores.abs().amax(-1, keepdim=True)
+        top = a * largest**2 + b * largest + c
+        weights = a * (scores / top.sqrt()) ** 2 + b * (scores / top) + c / top
+        return weights / weights.sum(-1, keepdim=True) @ (math.sqrt(length / d) * v)
+    scale = d**0.25
+    values = torch.cat([math.sqrt(d / length) * torch.ones_like(v[..., :1]), v], dim=-1) / length
+    q_n, k_n = F.normalize(q, dim=-1) * (scale * temperature), F.normalize(k, dim=-1) * scale
+    square = lambda x: (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)  # noqa: E731
+    y = (a * square(q_n) @ (square(k_n).transpose(-1, -2) @ values)
+         + scale**2 * b * q_n @ (k_n.transpose(-1, -2) @ values)
+         + scale**4 * c * values.sum(-2, keepdim=True))
+    return y[..., 1:] / y[..., :1]
+
+
+@pytest.mark.parametrize("mode", ["direct", "efficient"])
+def test_padded_batch_equals_the_authors_function_on_each_unpadded_sequence(mode):
+    """To 1e-15 in float64. The authors' code, given the padded batch, attends to the pad tokens: it differs."""
+    torch.manual_seed(12)
+    a, b, c, lengths, total = 0.5, 1.0, 1.0, [29, 11], 29
+    backend = taylorshift(mode, 3, 8, a=a, b=b, c=c)
+    q, k, v = qkv(2, 3, total, 8, dtype=torch.float64)
+    with torch.no_grad():
+        ours = backend(q, k, v, key_padding_mask=suffix_padding(lengths, total))
+        theirs_padded = authors_taylorshift(q, k, v, backend.temperature, a, b, c, mode == "efficient")
+        for example, length in enumerate(lengths):
+            real = slice(example, example + 1), slice(None), slice(0, length)
+            theirs = authors_taylorshift(q[real], k[real], v[real], backend.temperature, a, b, c, mode == "efficient")
+            torch.testing.assert_close(ours[real], theirs, rtol=1e-15, atol=1e-15)
+    assert torch.allclose(ours[0], theirs_padded[0], rtol=1e-13, atol=1e-13)  # the unpadded example
+    assert not torch.allclose(ours[1, :, :11], theirs_padded[1, :, :11], rtol=1e-2, atol=1e-2)
+
+
+def test_records_state_how_taylorshift_treats_padding():
+    protocol = lra.attention.backend_class("taylorshift").padding_protocol
+    assert "padded keys masked" in protocol and "authors' code has no mask" in protocol

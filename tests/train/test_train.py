@@ -54,6 +54,7 @@ def test_a_run_writes_record_checkpoints_and_an_offline_wandb_run(workdir: Path)
     assert stored["status"] == "finished" and stored["run_id"] == "rec1"
     assert stored["task"] == "listops" and stored["attention"] == "softmax" and stored["seed"] == 0
     assert stored["protocol"]["validation_split"] == "val"
+    assert stored["protocol"]["attention_padding"].startswith("padded keys masked")
     assert set(stored["metrics"]) >= {"val/acc_best", "test/acc@best", "test/acc@last", "step"}
     assert stored["metrics"]["step"] == 20
     assert 0.0 <= stored["metrics"]["test/acc@best"] <= 1.0
