@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
@@ -47,6 +47,9 @@ class LRAModule(L.LightningModule):
         # validate_args=False: the checks read values back from the GPU, a device sync on every step
         accuracy = partial(MulticlassAccuracy, spec.num_classes, average="micro", validate_args=False)
         self.val_acc, self.test_acc = accuracy(), accuracy()
+        # Metric objects, so that under data-parallel training every rank reports the whole split's numbers:
+        # torchmetrics reduces their states over the processes when they are computed.
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -101,7 +104,8 @@ class LRAModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.val_acc(logits, batch["labels"])
-        self.log("val/loss", loss, on_epoch=True, batch_size=len(logits))
+        self.val_loss.update(loss, weight=len(logits))
+        self.log("val/loss", self.val_loss, on_epoch=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
@@ -113,7 +117,8 @@ class LRAModule(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.test_acc(logits, batch["labels"])
-        self.log("test/loss", loss, on_epoch=True, batch_size=len(logits))
+        self.test_loss.update(loss, weight=len(logits))
+        self.log("test/loss", self.test_loss, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
 
     def configure_optimizers(self):
