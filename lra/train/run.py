@@ -124,7 +124,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best and the last checkpoints, write the run record; return it.
 
     Config, data and checkpoint errors are raised before the run has a record; from the first record on,
-    the run ends ``finished``, ``failed`` (with its error) or ``diverged``, never ``running``."""
+    the process ends the run ``finished``, ``failed`` (with its error) or ``diverged``: only a killed process
+    leaves it ``running`` (until it is resumed)."""
     validate(cfg)
     place = resolve_run(cfg)
     store = ResultsStore(cfg.paths.results_dir)
