@@ -307,28 +307,31 @@ class DivergedError(RuntimeError):
 class DivergenceGuard(L.Callback):
     """Stops a run whose training loss stops being finite, before any checkpoint is written from it.
 
-    Each step folds ``isfinite(loss)`` into a flag that stays on the device (the first bad step, no host
-    sync); the host reads it every ``check_every`` steps (the progress bar's refresh interval, where the
-    host waits for the device already) and before every validation, where the weights are checked too.
-    A run is so stopped at most ``check_every`` steps after its loss went NaN or infinite, and its
-    checkpoints (written after validations) all hold finite weights. Under ``16-mixed`` an overflowing step
-    that the grad scaler would skip also counts: such a loss is not a number to train on either.
+    Each step's loss is copied, on the device, into a window of ``check_every`` slots (one small copy: no host
+    sync, no kernel beyond it); the host reads the window when it is full (every ``check_every`` steps, the
+    progress bar's refresh interval, where the host waits for the device anyway), before every validation
+    (where the weights are checked too) and when training stops. A run is so stopped at most ``check_every``
+    steps after its loss went NaN or infinite, naming the first such step, and its checkpoints (written after
+    validations) all hold finite weights. Under ``16-mixed`` an overflowing step that the grad scaler would
+    skip also counts: such a loss is not a number to train on either.
     """
 
     def __init__(self, check_every: int):
         self.check_every = max(1, check_every)
-        self.first_bad: torch.Tensor | None = None  # -1 until a step's loss is not finite
+        self.window: torch.Tensor | None = None
+        self.steps: list[int] = []  # the step of each filled slot of the window
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=pl_module.device)
+        self.window = torch.zeros(self.check_every, device=pl_module.device)
+        self.steps = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None or self.first_bad is None:
+        if loss is None or self.window is None:
             return
-        bad = ~torch.isfinite(loss.detach())
-        self.first_bad = torch.where(bad & (self.first_bad < 0), trainer.global_step, self.first_bad)
-        if trainer.global_step % self.check_every == 0:
+        self.window[len(self.steps)].copy_(loss.detach())
+        self.steps.append(trainer.global_step)
+        if len(self.steps) == self.check_every:
             self.check(trainer, pl_module, weights=False)
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -339,10 +342,12 @@ class DivergenceGuard(L.Callback):
         self.check(trainer, pl_module, weights=True)  # before LastCheckpoint's final write
 
     def check(self, trainer: L.Trainer, pl_module: L.LightningModule, weights: bool) -> None:
-        """Raise ``DivergedError`` if any process saw a non-finite loss (one host sync, and one reduction
-        across processes, which all reach the same checks at the same steps)."""
-        step = int(self.first_bad) if self.first_bad is not None else -1
-        if trainer.strategy.reduce_boolean_decision(step >= 0, all=False):
-            raise DivergedError(step if step >= 0 else trainer.global_step)
+        """Raise ``DivergedError`` if any process saw a non-finite loss since the last check (one host sync,
+        and one reduction across processes, which all reach the same checks at the same steps)."""
+        finite = torch.isfinite(self.window[: len(self.steps)]) if self.window is not None else torch.ones(0)
+        bad = (~finite).nonzero().flatten().tolist()
+        steps, self.steps = self.steps, []
+        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            raise DivergedError(steps[bad[0]] if bad else trainer.global_step)
         if weights and not bool(torch.stack([p.isfinite().all() for p in pl_module.parameters()]).all()):
             raise DivergedError(trainer.global_step, "weights")

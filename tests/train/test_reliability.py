@@ -3,18 +3,21 @@ writes, and the wandb history of a killed run."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 import lra.train.checkpoints as checkpoints
-from lra.train.callbacks import LastCheckpoint
+from lra.train.callbacks import DivergedError, DivergenceGuard, LastCheckpoint
 from lra.train.checkpoints import CheckpointError, digest_path, named_checkpoints, read_checked, save_checked
 from lra.train.cli import EXIT_DIVERGED, EXIT_USER_ERROR, run_or_explain
 from lra.train.module import LRAModule
@@ -65,8 +68,8 @@ def test_a_run_that_diverges_after_a_validation_names_its_last_finite_checkpoint
         workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     step_of = LRAModule._step
 
-    def poisoned(self, batch):  # the loss of every step from the 14th on is NaN, as after an overflow
-        loss, logits = step_of(self, batch)
+    def poisoned(self, batch, *args):  # the loss of every step from the 14th on is NaN, as after an overflow
+        loss, logits = step_of(self, batch, *args)
         return (loss * math.nan if self.training and self.trainer.global_step >= 13 else loss), logits
 
     monkeypatch.setattr(LRAModule, "_step", poisoned)
@@ -84,6 +87,32 @@ def test_a_run_that_diverges_after_a_validation_names_its_last_finite_checkpoint
     assert checkpoint["global_step"] == 10 and all(v.isfinite().all() for v in checkpoint["state_dict"].values())
     assert [point["step"] for point in record["history"]] == [10]
     assert sorted(p.name for p in last.parent.glob("*.ckpt")) == ["best-step10.ckpt", "last.ckpt"]
+
+
+@contextlib.contextmanager
+def host_syncs_refused(device: str, refused: bool):
+    """On CUDA, make torch raise on any operation that waits for the device (``set_sync_debug_mode``)."""
+    if device == "cuda" and refused:
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_the_divergence_guard_reads_the_loss_only_at_its_checks(device: str) -> None:
+    trainer = SimpleNamespace(global_step=0, strategy=SimpleNamespace(reduce_boolean_decision=lambda bad, all: bad))
+    guard = DivergenceGuard(check_every=4)
+    guard.on_train_start(trainer, SimpleNamespace(device=torch.device(device)))
+    losses = [2.3, 2.2, 2.1, 2.0, 1.9, math.inf, math.nan, 1.8]
+    with pytest.raises(DivergedError, match="non-finite training loss at step 6"):
+        for trainer.global_step, loss in enumerate(losses, start=1):
+            on_device = torch.tensor(loss, device=device)
+            with host_syncs_refused(device, refused=trainer.global_step % 4 != 0):  # between checks
+                guard.on_train_batch_end(trainer, None, {"loss": on_device}, None, 0)
+    assert trainer.global_step == 8  # found at the check after the window of steps 5 to 8
 
 
 def test_records_are_strict_json_with_non_finite_values_noted(tmp_path: Path) -> None:
@@ -206,7 +235,7 @@ def test_a_resumed_run_keeps_the_wandb_history_a_kill_lost(workdir: Path, capsys
     earlier, latest = resumed["paths"]["wandb_segments"]
     assert earlier == segment and latest == resumed["paths"]["wandb"]
     validations = [row for row in wandb_offline_history(Path(latest)) if "val/acc" in row]
-    replayed = [{"step": row["trainer/global_step"], **{key: row[key] for key in ("val/acc", "val/loss", "train/loss")}}
-                for row in validations[:2]]
+    replayed = [{"step": row["trainer/global_step"], **{key: row[key] for key in point if key != "step"}}
+                for row, point in zip(validations, first["history"], strict=False)]
     assert replayed == first["history"] and len(validations) == 3  # the first process's two, and step 30
     assert f"wandb: {earlier}, {latest}" in capsys.readouterr().out
