@@ -1,7 +1,13 @@
 """Evaluate a trained checkpoint: ``python evaluate.py ckpt=PATH [split=test]``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
+
+from lra.train.cli import check_overrides, register_resolvers
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -13,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides("evaluate", sys.argv[1:])
     main()

@@ -1,7 +1,13 @@
 """Train one LRA task with one attention backend: ``python train.py [overrides]`` (see README)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
+
+from lra.train.cli import check_overrides, register_resolvers
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -14,4 +20,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_overrides("train", sys.argv[1:])
     main()

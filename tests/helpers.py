@@ -46,20 +46,19 @@ def run_script(script: str, args: list[str], cwd: Path, timeout: float = 300) ->
                           capture_output=True, text=True, timeout=timeout)
 
 
-def wandb_offline_summary(run_dir: Path) -> dict[str, object]:
-    """The final summary of an offline wandb run, read from its ``run-*.wandb`` transaction log.
+def wandb_offline_records(run_dir: Path):
+    """The ``Record`` protobufs of an offline wandb run, read from its ``run-*.wandb`` transaction log.
 
     The log is a LevelDB-style record log (a 7-byte file header, 32 KiB blocks, each record chunk with a
     7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST) of wandb ``Record`` protobufs; wandb 0.31
     has no Python reader of its own (the Go core writes it).
     """
-    import json
     import struct
 
     from wandb.proto import wandb_internal_pb2
 
     (log,) = run_dir.glob("run-*.wandb")
-    data, block, position, pending, summary = log.read_bytes(), 32768, 7, b"", {}
+    data, block, position, pending = log.read_bytes(), 32768, 7, b""
     while position + 7 <= len(data):
         if block - position % block < 7:  # a block's tail too short for a header is padding
             position += block - position % block
@@ -71,7 +70,24 @@ def wandb_offline_summary(run_dir: Path) -> dict[str, object]:
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
             pending = b""
-            if record.WhichOneof("record_type") == "summary":
-                for item in record.summary.update:
-                    summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            yield record
+
+
+def wandb_offline_summary(run_dir: Path) -> dict[str, object]:
+    """The final summary of an offline wandb run."""
+    import json
+
+    summary = {}
+    for record in wandb_offline_records(run_dir):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return summary
+
+
+def wandb_offline_history(run_dir: Path) -> list[dict[str, object]]:
+    """The history rows (one dict per ``log`` call) of an offline wandb run."""
+    import json
+
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            for record in wandb_offline_records(run_dir) if record.WhichOneof("record_type") == "history"]

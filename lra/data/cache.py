@@ -8,29 +8,36 @@ one entry: file count, bytes, and a digest over the sorted per-file digests) and
 shape, dtype, size and sha256.
 
 A cache is built in a staging folder and renamed into place only when complete, so an interrupted
-preparation leaves nothing that looks usable. Reusing a cache re-checks every array file against its
-manifest digest (about 1 s per GB), so a corrupt or truncated cache is reported, never used.
+preparation leaves nothing that looks usable, and under a file lock (``locked``), so processes started
+together build it once: one builds, the others wait and reuse it. Staging left by a killed process
+(``*.partial-PID`` with PID dead) is removed (``remove_dead_partials``). Reusing a cache re-checks every
+array file against its manifest digest (about 1 s per GB), so a corrupt or truncated cache is reported,
+never used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 import lra
+from lra.data.errors import DataError
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
 
-class CorruptCacheError(RuntimeError):
+class CorruptCacheError(DataError):
     """A cache folder whose files do not match its manifest."""
 
 
@@ -128,8 +135,8 @@ def check(directory: Path, *, digests: bool = True) -> dict[str, object]:
     try:
         manifest = json.loads(manifest_path.read_text())
         arrays = manifest["arrays"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CorruptCacheError(f"{manifest_path}: unreadable manifest ({error}); {rebuild}") from error
+    except (OSError, ValueError, KeyError, TypeError) as error:  # ValueError: not UTF-8, or not JSON
+        raise CorruptCacheError(f"{manifest_path}: unreadable manifest ({error}); {rebuild}") from None
     for name, info in arrays.items():
         path = directory / f"{name}.npy"
         if not path.is_file() or path.stat().st_size != info["bytes"]:
@@ -141,12 +148,16 @@ def check(directory: Path, *, digests: bool = True) -> dict[str, object]:
     return manifest
 
 
-def _remove_abandoned_staging(parent: Path, name: str) -> None:
-    """Staging folders of builds whose process died (SIGKILL, power loss) are never used; clear them."""
-    for staging in parent.glob(f"{name}.partial-*"):
-        pid = staging.name.rsplit("-", 1)[-1]
+def remove_dead_partials(parent: Path, pattern: str) -> list[Path]:
+    """Remove the entries of ``parent`` matching ``pattern`` whose name ends in ``.partial-PID`` (or
+    ``.partial-PID-...``) with PID no longer running: staging that a killed process left behind."""
+    removed = []
+    for path in parent.glob(pattern) if parent.is_dir() else []:
+        pid = path.name.rpartition(".partial-")[2].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _alive(pid: int) -> bool:
@@ -157,6 +168,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def locked(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock for building ``target`` (``.<name>.lock`` beside it; fcntl, so the kernel
+    releases it when its process dies). A process that has to wait says what it waits for."""
+    lock_path = target.with_name(f".{target.name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process to finish {target} (lock {lock_path})", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def prepared(
@@ -180,8 +209,18 @@ def prepared(
     if directory.is_dir():
         check(directory)
         return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_staging(directory.parent, directory.name)
+    with locked(directory):
+        if directory.is_dir():  # another process built it while this one waited
+            check(directory)
+            return directory
+        remove_dead_partials(directory.parent, f"{directory.name}.partial-*")
+        _build(directory, task, settings, sources, build, version, describe)
+    return directory
+
+
+def _build(directory: Path, task: str, settings: Mapping[str, object], sources: list[Path],
+           build: Callable[[CacheWriter], None], version: int,
+           describe: Callable[[], Mapping[str, object]] | None) -> None:
     staging = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -200,13 +239,9 @@ def prepared(
             **dict(describe() if describe else {}),
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-        try:
-            os.replace(staging, directory)
-        except OSError:  # another process finished the same cache first
-            check(directory)
+        os.replace(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return directory
 
 
 def read_manifest(directory: Path) -> dict[str, object]:

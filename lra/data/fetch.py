@@ -7,7 +7,10 @@ its known size and sha256, renamed to ``<file>``, and unpacked into a staging fo
 ``<data_dir>/raw`` whose entries are then renamed into place. Unpacking refuses, before writing
 anything, any member with an absolute path, a ``..`` component, a link that leaves the target, or a
 device/FIFO; Python's ``tarfile`` ``data`` filter is applied on top. Where no digest is known, the
-computed one is printed so it can be compared with a trusted source.
+computed one is printed so it can be compared with a trusted source. An archive found in ``downloads/``
+(an earlier fetch, or a copy put there by hand) is hashed like a download; one that does not match is
+moved aside to ``<file>.rejected``. The marker ``raw/.fetched-<name>.json`` records the digest computed
+from the file, and ``verified: true`` only where it equals the published one.
 """
 
 from __future__ import annotations
@@ -148,10 +151,15 @@ def _download_once(archive: Archive, part: Path, progress: bool) -> None:
 
 def download(archive: Archive, downloads: Path, *, progress: bool = True, retry_wait: float = 2.0) -> Path:
     """The verified archive file in ``downloads``, downloading or resuming it as needed."""
+    return _download(archive, downloads, progress=progress, retry_wait=retry_wait)[0]
+
+
+def _download(archive: Archive, downloads: Path, *, progress: bool, retry_wait: float) -> tuple[Path, str]:
+    """``download``, with the file's sha256 (computed once)."""
     downloads.mkdir(parents=True, exist_ok=True)
     final = downloads / archive.filename
-    if final.is_file():
-        return final
+    if final.is_file():  # put there by an earlier fetch, or by hand: hashed all the same
+        return final, verify(archive, final, rejected="moved")
     part = final.with_name(final.name + ".part")
     for attempt in range(1, _RETRIES + 1):
         try:
@@ -169,20 +177,16 @@ def download(archive: Archive, downloads: Path, *, progress: bool = True, retry_
                 f"connection lost ({error}); resuming (attempt {attempt + 1} of {_RETRIES})", file=sys.stderr
             )
             time.sleep(min(retry_wait * 2 ** (attempt - 1), 30))
-    verify(archive, part)
+    digest = verify(archive, part, rejected="deleted")
     os.replace(part, final)
-    return final
+    return final, digest
 
 
-def verify(archive: Archive, path: Path) -> str:
-    """Check size and sha256 against the known values; a file that fails is deleted. Returns the digest."""
+def verify(archive: Archive, path: Path, *, rejected: str = "deleted") -> str:
+    """Check size and sha256 against the known values; returns the digest. A file that fails is deleted
+    (``rejected="deleted"``: a download of ours) or moved aside to ``<file>.rejected`` (``"moved"``: a file
+    that was there before, perhaps put there by hand), and the error names both digests."""
     size = path.stat().st_size
-    if archive.size is not None and size != archive.size:
-        path.unlink()
-        raise DataError(
-            f"{archive.url}: got {size} bytes, expected {archive.size} (truncated or changed "
-            f"upstream); deleted {path}, run fetch again"
-        )
     digest = sha256_of(path)
     if archive.sha256 is None:
         print(
@@ -190,13 +194,21 @@ def verify(archive: Archive, path: Path) -> str:
             "compare it with a trusted copy)",
             file=sys.stderr,
         )
-    elif digest != archive.sha256:
+        return digest
+    if digest == archive.sha256 and (archive.size is None or size == archive.size):
+        return digest
+    if rejected == "moved":
+        aside = path.with_name(path.name + ".rejected")
+        os.replace(path, aside)
+        fate = f"moved it to {aside}"
+    else:
         path.unlink()
-        raise DataError(
-            f"{archive.url}: sha256 {digest} does not match the expected {archive.sha256} "
-            f"({archive.provenance}); deleted {path}"
-        )
-    return digest
+        fate = f"deleted {path}"
+    expected = f"{archive.size} bytes" if archive.size is not None else "size unknown"
+    raise DataError(
+        f"{archive.url}: {path.name} has {size} bytes, sha256 {digest}; expected {expected}, sha256 "
+        f"{archive.sha256} ({archive.provenance}).\n{fate}; run fetch again to download it"
+    )
 
 
 def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
@@ -270,8 +282,7 @@ def fetch(
         record = json.loads(marker.read_text())
         if all(Path(p).exists() for p in record["unpacked"]):
             return [Path(p) for p in record["unpacked"]]
-    file = download(archive, data_dir / "downloads", progress=progress, retry_wait=retry_wait)
-    digest = archive.sha256 or sha256_of(file)
+    file, digest = _download(archive, data_dir / "downloads", progress=progress, retry_wait=retry_wait)
     unpacked = safe_extract(file, raw, replace=force or marker.is_file())
     record = {
         "archive": archive.name,

@@ -1,8 +1,7 @@
-"""Callbacks every run gets: efficiency measurements, validation history, exact resumption."""
+"""Callbacks every run gets: efficiency measurements, validation history, exact resumption, divergence."""
 
 from __future__ import annotations
 
-import os
 import random
 import resource
 import time
@@ -14,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lra.train.checkpoints import BestCheckpoint
 from lra.train.records import describe_device
 
 
@@ -259,8 +259,9 @@ class RandomStateCheckpoint(L.Callback):
 
 
 class LastCheckpoint(Checkpoint):
-    """Writes ``last.ckpt`` after every validation and when training stops, atomically (a temporary file,
-    then a rename), so a run killed at any moment resumes from its latest validation.
+    """Writes ``last.ckpt`` after every validation and when training stops, so a run killed at any moment
+    resumes from its latest validation; then deletes the best checkpoints ``best`` has superseded (so
+    ``last.ckpt`` never names a deleted one). The write is atomic and digested (``CheckedCheckpointIO``).
 
     Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` at a validation only in a step
     where it also saves a top-k checkpoint (never, with ``save_top_k=0``): runs killed on the H100 after
@@ -271,10 +272,11 @@ class LastCheckpoint(Checkpoint):
 
     FILENAME = "last.ckpt"
 
-    def __init__(self, dirpath: str | Path):
+    def __init__(self, dirpath: str | Path, best: BestCheckpoint):
         self.dirpath = Path(dirpath)
+        self.best = best
         self.last_model_path = ""
-        self._saved_step = -1
+        self.saved_step = -1  # the step of the last write of last.ckpt by this process
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
@@ -284,13 +286,68 @@ class LastCheckpoint(Checkpoint):
         self.save(trainer)
 
     def save(self, trainer: L.Trainer) -> None:
-        if trainer.global_step == self._saved_step:
+        if trainer.global_step == self.saved_step:
             return
         path = self.dirpath / self.FILENAME
-        partial = path.with_name(f".{self.FILENAME}.partial")
-        trainer.save_checkpoint(partial)
-        if trainer.is_global_zero:
-            os.replace(partial, path)
+        trainer.save_checkpoint(path, weights_only=False)  # False: the whole training state, to resume from
+        self.best.remove_superseded(trainer)
         trainer.strategy.barrier("last_checkpoint")
-        self._saved_step = trainer.global_step
+        self.saved_step = trainer.global_step
         self.last_model_path = str(path)
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss (or weights) at ``step``."""
+
+    def __init__(self, step: int, what: str = "training loss"):
+        super().__init__(f"non-finite {what} at step {step}")
+        self.step = step
+
+
+class DivergenceGuard(L.Callback):
+    """Stops a run whose training loss stops being finite, before any checkpoint is written from it.
+
+    Each step's loss is copied, on the device, into a window of ``check_every`` slots (one small copy: no host
+    sync, no kernel beyond it); the host reads the window when it is full (every ``check_every`` steps, the
+    progress bar's refresh interval, where the host waits for the device anyway), before every validation
+    (where the weights are checked too) and when training stops. A run is so stopped at most ``check_every``
+    steps after its loss went NaN or infinite, naming the first such step, and its checkpoints (written after
+    validations) all hold finite weights. Under ``16-mixed`` an overflowing step that the grad scaler would
+    skip also counts: such a loss is not a number to train on either.
+    """
+
+    def __init__(self, check_every: int):
+        self.check_every = max(1, check_every)
+        self.window: torch.Tensor | None = None
+        self.steps: list[int] = []  # the step of each filled slot of the window
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.window = torch.zeros(self.check_every, device=pl_module.device)
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None or self.window is None:
+            return
+        self.window[len(self.steps)].copy_(loss.detach())
+        self.steps.append(trainer.global_step)
+        if len(self.steps) == self.check_every:
+            self.check(trainer, pl_module, weights=False)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            self.check(trainer, pl_module, weights=True)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.check(trainer, pl_module, weights=True)  # before LastCheckpoint's final write
+
+    def check(self, trainer: L.Trainer, pl_module: L.LightningModule, weights: bool) -> None:
+        """Raise ``DivergedError`` if any process saw a non-finite loss since the last check (one host sync,
+        and one reduction across processes, which all reach the same checks at the same steps)."""
+        finite = torch.isfinite(self.window[: len(self.steps)]) if self.window is not None else torch.ones(0)
+        bad = (~finite).nonzero().flatten().tolist()
+        steps, self.steps = self.steps, []
+        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            raise DivergedError(steps[bad[0]] if bad else trainer.global_step)
+        if weights and not bool(torch.stack([p.isfinite().all() for p in pl_module.parameters()]).all()):
+            raise DivergedError(trainer.global_step, "weights")

@@ -1,20 +1,35 @@
-"""Checks on the composed config, run identity, and where a run's files go."""
+"""Checks on the composed config, run identity, and where a run's files go.
+
+``validate`` runs before anything is written: every key must be one the harness knows (a typo gets the
+closest valid name), and every value must have the type its code declares (the annotations of
+``lightning.Trainer``, ``ModelConfig``, the attention backend, the task's data module and each ``_target_``;
+for the top-level keys, the type of their default in ``conf/train.yaml``).
+"""
 
 from __future__ import annotations
 
+import collections.abc
+import difflib
 import hashlib
 import inspect
 import json
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import lra.attention
 import lra.data
+from lra.attention.registry import backend_class
 from lra.model import ModelConfig
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # Keys that change where files go, what is shown or when a run stops, not what it computes: they are not part
 # of a run's identity, so resuming with another value (a longer trainer.max_time cap) still finds the run.
@@ -33,8 +48,10 @@ def attention_options(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     return options.pop("name"), options
 
 
-def validate(cfg: DictConfig) -> None:
-    """Fail before any work if a group holds keys its code does not take (typos in yaml files)."""
+def validate(cfg: DictConfig, config_name: str = "train") -> None:
+    """Fail before any work if a key is unknown or a value has the wrong type; the message names the key,
+    the value and what is expected."""
+    check_top_level(cfg, config_name)
     name, options = attention_options(cfg)
     if name not in lra.attention.available():
         raise ConfigError(f"unknown attention {name!r}; known: {', '.join(lra.attention.available())}")
@@ -48,18 +65,161 @@ def validate(cfg: DictConfig) -> None:
     _check_keys("model", cfg.model, {f.name for f in fields(ModelConfig)})
     trainer_keys = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
     _check_keys("trainer", cfg.trainer, trainer_keys)
+    for group in ("optimizer", "scheduler"):
+        if cfg.get(group):
+            _check_target(group, cfg[group])
+    sources = _interpolated_from(cfg)
+    hints = {"trainer": _hints(L.Trainer.__init__), "model": _hints(ModelConfig),
+             "attention": _hints(backend_class(name).__init__), "task": _task_hints(cfg.task.name)}
+    for group, group_hints in hints.items():
+        _check_types(group, OmegaConf.to_container(cfg[group], resolve=True), group_hints, sources)
     try:
         ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if cfg.trainer.max_steps is None or cfg.trainer.max_steps <= 0:
+    if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (LRA counts steps)")
+
+
+def top_level_defaults(config_name: str) -> dict[str, Any]:
+    """The top-level keys ``conf/<config_name>.yaml`` defines: its own values, and its config groups (None)."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml"))
+    groups = [next(iter(entry)) for entry in raw.pop("defaults", []) if isinstance(entry, dict)]
+    return {**{group: None for group in groups if group != "hydra"}, **raw}
+
+
+def check_top_level(cfg: DictConfig, config_name: str) -> None:
+    """Refuse a top-level key the config does not define (``+attenton=performer`` would otherwise train
+    softmax); check the type of each top-level value against its default's."""
+    defaults = top_level_defaults(config_name)
+    for key in cfg:
+        if key not in defaults:
+            raise ConfigError(unknown_key_message(str(key), "", list(defaults)))
+    interpolated = set(_interpolated_from(cfg).values())
+    for key, default in defaults.items():
+        if key in interpolated or key not in cfg or isinstance(cfg[key], DictConfig):
+            continue
+        expected = {bool: bool, int: int, float: float}.get(type(default))
+        if expected is not None:
+            _check_value(key, cfg[key], expected)
+
+
+def unknown_key_message(key: str, parent: str, valid: list[str]) -> str:
+    """``key`` is not among ``valid`` (the keys of ``parent``, "" for the top level): say so, with the
+    closest valid names."""
+    where = f"{parent} has" if parent else "the config has"
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"{(parent + '.') if parent else ''}{key}: no such key{hint}\n"
+            f"{where}: {', '.join(sorted(valid))}")
 
 
 def _check_keys(group: str, node: DictConfig, valid: set[str]) -> None:
     unknown = sorted(set(node) - valid)
     if unknown:
-        raise ConfigError(f"{group} has no key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
+        close = [match for key in unknown for match in difflib.get_close_matches(key, valid, n=1, cutoff=0.6)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"{group} has no key(s) {', '.join(unknown)}{hint}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _check_target(group: str, node: DictConfig) -> None:
+    """A ``_target_`` node: its keys must be parameters of the target, with the types it declares."""
+    try:
+        target = hydra.utils.get_object(node._target_)
+    except Exception as error:  # hydra wraps the import error
+        raise ConfigError(f"{group}._target_={node._target_!r} cannot be imported ({error})") from None
+    parameters = inspect.signature(target).parameters
+    settings = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        # the leading arguments without a default (params, optimizer, total_steps) are the harness's to pass
+        settable = {key for key, p in parameters.items() if p.default is not inspect.Parameter.empty}
+        _check_keys(group, OmegaConf.create(settings), settable)
+    _check_types(group, settings, _hints(target.__init__ if inspect.isclass(target) else target), {})
+
+
+def _hints(function: Callable[..., Any] | type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # a name only imported for type checkers: no types to check against
+        return {}
+
+
+def _task_hints(task: str) -> dict[str, Any]:
+    hints: dict[str, Any] = {}
+    for cls in reversed(lra.data.TASKS[task].__mro__):
+        if "__init__" in vars(cls):
+            hints.update(_hints(cls.__init__))
+    return hints
+
+
+def _interpolated_from(cfg: DictConfig) -> dict[str, str]:
+    """Group keys set by a plain top-level interpolation (``trainer.precision: ${precision}``), mapped to
+    the key that sets them, so a message names the key the user set."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    return {f"{group}.{key}": value[2:-1] for group, node in raw.items() if isinstance(node, dict)
+            for key, value in node.items()
+            if isinstance(value, str) and value.startswith("${") and value.endswith("}") and value[2:-1] in raw}
+
+
+def _check_types(group: str, values: dict[str, Any], hints: dict[str, Any], sources: dict[str, str]) -> None:
+    for key, value in values.items():
+        if key in hints:
+            dotted = f"{group}.{key}"
+            _check_value(sources.get(dotted, dotted), value, hints[key])
+
+
+def _check_value(key: str, value: Any, hint: Any) -> None:
+    if not _matches(value, hint):
+        raise ConfigError(f"{key}={value!r}: expected {_describe(hint)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value (a plain YAML value) can stand for an argument annotated ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if (origin or hint) in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, list)
+    if (origin or hint) in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    if isinstance(hint, type) and hint.__module__ == "builtins":
+        return isinstance(value, hint)
+    return isinstance(hint, type) and isinstance(value, hint)  # other classes: no YAML value is one
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType, typing.Literal):
+        literals = [repr(a) for a in _flatten(hint) if not isinstance(a, type) and a is not None]
+        others = [_describe(a) for a in _flatten(hint) if isinstance(a, type) or a is None]
+        parts = ([f"one of {', '.join(literals)}"] if literals else []) + [o for o in dict.fromkeys(others) if o]
+        return " or ".join(parts)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+             list: "a list", tuple: "a list", dict: "a mapping"}
+    return names.get(typing.get_origin(hint) or hint, "")
+
+
+def _flatten(hint: Any) -> list[Any]:
+    """The members of a Union of Literals and types, Literal values spelled out."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return [member for arg in typing.get_args(hint) for member in _flatten(arg)]
+    if origin is typing.Literal:
+        return list(typing.get_args(hint))
+    return [hint]
 
 
 def identity_key(cfg: DictConfig) -> str:
@@ -84,8 +244,10 @@ def find_last_checkpoint(cfg: DictConfig) -> Path:
     root = runs_root(cfg)
     found = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not found:
-        others = sorted(str(p.parent.parent) for p in root.parent.glob("*/*/checkpoints/last.ckpt"))
-        hint = ("\nruns of this task and attention with other configs:\n  " + "\n  ".join(others)
-                + "\npass ckpt_path=<path to last.ckpt> to resume one of them") if others else ""
+        others = sorted(root.parent.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)[::-1]
+        listed = ", ".join(str(p.parent.parent) for p in others[:3]) + (f" (and {len(others) - 3} more)"
+                                                                         if len(others) > 3 else "")
+        hint = (f"\nruns of this task and attention with other configs (latest first): {listed}"
+                "\npass ckpt_path=<path to last.ckpt> to resume one of them") if others else ""
         raise ConfigError(f"ckpt_path=last: no checkpoint of a run with this config under {root}{hint}")
     return found[-1]

@@ -1,4 +1,11 @@
-"""The wandb logger: offline unless the user opts in, grouped by task and tagged by backend."""
+"""The wandb logger: offline unless the user opts in, grouped by task and tagged by backend.
+
+Each process that trains a run writes its own wandb folder (offline) or continues the same online run. The
+wandb service writes an offline run's file in batches (every 15 s), so a process killed (SIGKILL, a
+preempted job) can leave its folder without the history it logged; a resumed run therefore logs the
+validation history its checkpoint carries once more (``replay_history``), and the record and the summary
+list every folder of the run (``wandb_segments``).
+"""
 
 from __future__ import annotations
 
@@ -56,6 +63,24 @@ def run_location(logger: WandbLogger | None) -> str | None:
         return None
     run = logger.experiment
     return run.url if getattr(run, "url", None) else str(Path(run.dir).parent)
+
+
+def replay_history(logger: WandbLogger | None, history: list[dict[str, float]]) -> None:
+    """Log a resumed run's recorded validation points (val/acc, val/loss, train/loss at each validation)
+    into this process's wandb run, at their own ``trainer/global_step``."""
+    if logger is None:
+        return
+    for point in history:
+        logger.log_metrics({key: value for key, value in point.items() if key != "step"}, step=point["step"])
+
+
+def wandb_segments(logger: WandbLogger | None, run_dir: Path) -> list[str]:
+    """Every wandb folder of the run (one per process that trained it), and its URL when online."""
+    if logger is None:
+        return []
+    folders = [str(p) for p in sorted((run_dir / "wandb").glob("*run-*")) if p.is_dir() and not p.is_symlink()]
+    location = run_location(logger)
+    return [*folders, *([location] if location not in folders else [])]
 
 
 def finish_wandb(logger: WandbLogger | None, exit_code: int) -> None:

@@ -3,7 +3,9 @@
 A record (``schema`` 1) holds:
     ``run_id``       the run's id, shared with its wandb run and its checkpoint folder
     ``kind``         "train" (from train.py) or "eval" (from evaluate.py, under ``results/evals/``)
-    ``status``       "running" | "finished" | "failed" (with ``error``)
+    ``status``       "running" | "finished" | "failed" (with ``error``) | "diverged" (with ``error`` and
+                     ``divergence``: {``step``: the first step seen with a non-finite training loss,
+                     ``checked_every``, ``last_finite_checkpoint``, ``last_finite_step``})
     ``created``, ``updated``   ISO-8601 times
     ``task``         task name (``listops``, ``text``, ...), ``task_variant`` where the task has one
     ``attention``    backend name; ``preset`` the experiment preset (e.g. ``lra/listops``) or null
@@ -27,18 +29,22 @@ A record (``schema`` 1) holds:
                      (``pooled_segments``)
     ``history``      [{``step``, ``val/acc``, ``val/loss``, ``train/loss``}, ...] at each validation
     ``environment``  ``device``, ``torch``, ``lightning``, ``git_commit``, ``hostname``
-    ``paths``        ``run_dir``, ``checkpoints`` (best, last), ``wandb`` (run folder or URL)
+    ``paths``        ``run_dir``, ``checkpoints`` (best, last), ``wandb`` (this process's wandb run folder or
+                     URL), ``wandb_segments`` (every wandb folder or URL of the run, one per process)
     ``config``       the resolved config (plain dict)
+    ``non_finite``   where present: the dotted keys whose value was NaN or infinite, written as null (records
+                     are strict JSON)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import secrets
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,19 +59,44 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path``, flush to disk, then rename over it."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, flush it to disk, then rename it over ``path``: a reader
+    sees the old file or the new one, never a part. The file gets the mode of any new file (the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.partial-{os.getpid()}")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, default=str)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def finite_only(data: Any, key: str = "") -> tuple[Any, list[str]]:
+    """``data`` with every NaN or infinite float replaced by None, and the dotted keys that held one."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None, [key]
+    if isinstance(data, dict | list | tuple):
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        cleaned = {name: finite_only(value, f"{key}.{name}" if key else str(name)) for name, value in items}
+        found = [found_key for _, keys in cleaned.values() for found_key in keys]
+        values = {name: value for name, (value, _) in cleaned.items()}
+        return (values if isinstance(data, dict) else list(values.values())), found
+    return data, []
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as strict JSON (``write_atomic``): NaN and infinities, which strict parsers refuse, are
+    written as null and their keys listed under ``non_finite``."""
+    clean, non_finite = finite_only(data)
+    if non_finite:
+        clean["non_finite"] = sorted(set(non_finite) | set(clean.get("non_finite") or []))
+    text = json.dumps(clean, indent=1, sort_keys=True, default=str, allow_nan=False)
+    write_atomic(path, text.encode())
 
 
 def read_record(path: Path) -> dict[str, Any]:

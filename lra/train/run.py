@@ -8,22 +8,41 @@ from typing import Any, NamedTuple
 
 import hydra
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 import lra.attention
 import lra.data
 from lra.model import ModelConfig
-from lra.train.callbacks import EfficiencyMonitor, LastCheckpoint, RandomStateCheckpoint, ValidationHistory
-from lra.train.config import ConfigError, attention_options, find_last_checkpoint, runs_root, validate
-from lra.train.logging import finish_wandb, make_wandb_logger, run_location
+from lra.train.callbacks import (
+    DivergedError,
+    DivergenceGuard,
+    EfficiencyMonitor,
+    LastCheckpoint,
+    RandomStateCheckpoint,
+    ValidationHistory,
+)
+from lra.train.checkpoints import (
+    CONFIG_KEY,
+    BestCheckpoint,
+    CheckedCheckpointIO,
+    load_checkpoint,
+    remove_orphans,
+)
+from lra.train.config import ConfigError, attention_options, check_top_level, find_last_checkpoint, runs_root, validate
+from lra.train.logging import finish_wandb, make_wandb_logger, replay_history, run_location, wandb_segments
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore, environment, now
 
-CONFIG_KEY = "lra_config"  # the resolved config, as YAML text, inside every checkpoint
 RUN_ID_KEY = "lra_run_id"
 RESUMES_KEY = "lra_resumes"
+__all__ = ["CONFIG_KEY", "RunDiverged", "evaluate", "load_checkpoint", "train"]
+
+
+class RunDiverged(Exception):
+    """The run stopped because its loss stopped being finite; its record says ``diverged``. The message names
+    the step and the last finite checkpoint."""
 
 
 class RunFiles(L.Callback):
@@ -46,20 +65,7 @@ class RunPlace(NamedTuple):
     run_dir: Path
     resume_from: Path | None  # the checkpoint a resumed run starts from
     resumes: int  # how many times this run has been resumed, this time included
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint without running arbitrary pickled code (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ConfigError(f"{path}: not a readable lra checkpoint ({type(error).__name__}: {error})") from None
-    if CONFIG_KEY not in checkpoint:
-        raise ConfigError(f"{path}: no lra config inside; was it written by lra's train.py?")
-    return checkpoint
+    checkpoint: dict[str, Any] | None  # resume_from, loaded and verified
 
 
 def build_module(cfg: DictConfig, spec: lra.data.TaskSpec) -> LRAModule:
@@ -78,72 +84,139 @@ def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
 
 
 def resolve_run(cfg: DictConfig) -> RunPlace:
-    """Where a new or resumed run lives, and what it resumes from."""
+    """Where a new or resumed run lives, and what it resumes from (verified against its digest)."""
     if cfg.ckpt_path is None:
         run_id = cfg.run_id or secrets.token_hex(4)
-        return RunPlace(run_id, runs_root(cfg) / run_id, None, 0)
+        return RunPlace(run_id, runs_root(cfg) / run_id, None, 0, None)
     ckpt = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt)
-    return RunPlace(checkpoint[RUN_ID_KEY], ckpt.parent.parent, ckpt, checkpoint.get(RESUMES_KEY, 0) + 1)
+    return RunPlace(checkpoint[RUN_ID_KEY], ckpt.parent.parent, ckpt, checkpoint.get(RESUMES_KEY, 0) + 1, checkpoint)
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L.Callback]) -> L.Trainer:
+def finished_record(store: ResultsStore, place: RunPlace, cfg: DictConfig) -> dict[str, Any] | None:
+    """The record of a finished run that this command would resume with nothing left to train (a requeue
+    script that always passes ``ckpt_path=last``); None if there is training to do."""
+    if place.checkpoint is None or place.checkpoint.get("global_step", 0) < cfg.trainer.max_steps:
+        return None
+    record = store.load(place.run_id)
+    return record if record is not None and record.get("status") == "finished" else None
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback]) -> L.Trainer:
     """Checkpoints are written right after each validation, the best first, so that last.ckpt always
     records a best checkpoint that exists and a validation that has happened: a run killed at any
     moment resumes into exactly the state an uninterrupted run had. last.ckpt is written once more when
-    training stops (max_steps, or a trainer.max_time cap), so a capped run goes on from where it stopped."""
+    training stops (max_steps, or a trainer.max_time cap), so a capped run goes on from where it stopped.
+    The trainer gets its logger later (``trainer.logger``): it is built before the run has a record, so
+    that a setting Lightning refuses is a config error, not a failed run."""
     checkpoints = run_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best-step{step}", monitor="val/acc", mode="max",
-                           save_top_k=1, auto_insert_metric_name=False)
-    last = LastCheckpoint(checkpoints)
+    best = BestCheckpoint(dirpath=checkpoints, filename="best-step{step}", monitor="val/acc", mode="max",
+                          save_top_k=1, auto_insert_metric_name=False)
+    last = LastCheckpoint(checkpoints, best)
     callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps), best, last]
-    return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                     callbacks=callbacks, default_root_dir=run_dir)
+    try:
+        return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=False, callbacks=callbacks,
+                         default_root_dir=run_dir, plugins=[CheckedCheckpointIO()])
+    except (MisconfigurationException, ValueError, TypeError) as error:
+        raise ConfigError(f"trainer: {error}") from None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test the best and the last checkpoints, write the run record; return it."""
+    """Train, test the best and the last checkpoints, write the run record; return it.
+
+    Config, data and checkpoint errors are raised before the run has a record; from the first record on,
+    the process ends the run ``finished``, ``failed`` (with its error) or ``diverged``: only a killed process
+    leaves it ``running`` (until it is resumed)."""
     validate(cfg)
-    run_id, run_dir, resume_from, resumes = resolve_run(cfg)
+    place = resolve_run(cfg)
+    store = ResultsStore(cfg.paths.results_dir)
+    if (finished := finished_record(store, place, cfg)) is not None:
+        print(f"run {place.run_id} is already finished (step {finished['metrics'].get('step')}); left as it is. "
+              f"record: {store.path(place.run_id)}", flush=True)
+        return finished
     L.seed_everything(cfg.seed, workers=True)
     datamodule = prepare_data(cfg)
     module = build_module(cfg, datamodule.spec)
-    store = ResultsStore(cfg.paths.results_dir)
-    record = base_record(cfg, run_id, run_dir, datamodule, module, store, resumes)
-    store.save(record)
-    logger = make_wandb_logger(cfg, run_id, run_dir, datamodule.spec.name)
-    record["paths"]["wandb"] = run_location(logger)
     monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
-    run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), run_id, resumes)
-    extra = [monitor, history, RandomStateCheckpoint(), run_files]
-    trainer = make_trainer(cfg, run_dir, logger, extra)
+    run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), place.run_id, place.resumes)
+    extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), run_files]
+    trainer = make_trainer(cfg, place.run_dir, extra)
+    if place.resume_from is not None:
+        remove_orphans(place.resume_from.parent, place.resume_from, place.checkpoint)
+    record = base_record(cfg, place, datamodule, module, store)
+    store.save(record)
+    logger = None
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-        metrics = test_checkpoints(cfg, trainer, module, datamodule)
+        logger = make_wandb_logger(cfg, place.run_id, place.run_dir, datamodule.spec.name)
+        trainer.logger = logger
+        record["paths"].update(wandb=run_location(logger), wandb_segments=wandb_segments(logger, place.run_dir))
+        if place.checkpoint is not None:
+            replay_history(logger, recorded_history(place.checkpoint))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=place.resume_from, weights_only=True)
+        # read before the tests: loading a checkpoint to test it restores the callbacks' states
+        fitted = {"history": list(history.history),
+                  "efficiency": {**monitor.summary(), "speed": speed_options(module, datamodule)}}
+        metrics = test_checkpoints(cfg, trainer, module, datamodule, place)
+    except DivergedError as error:
+        finish_wandb(logger, exit_code=1)
+        raise RunDiverged(diverged(store, record, error, trainer, place, history, monitor)) from None
     except BaseException as error:
-        store.save({**record, "status": "failed", "error": f"{type(error).__name__}: {error}"})
+        store.save({**record, "status": "failed", "error": describe_error(error)})
         finish_wandb(logger, exit_code=1)
         raise
-    record.update(status="finished", metrics=metrics, history=history.history,
-                  efficiency={**monitor.summary(), "speed": speed_options(module, datamodule)},
-                  paths={**record["paths"], "checkpoints": checkpoint_paths(trainer)})
+    record.update(status="finished", metrics=metrics, **fitted,
+                  paths={**record["paths"], "checkpoints": checkpoint_paths(trainer, place)})
     record["metrics"]["step"] = trainer.global_step
     if logger is not None:
         efficiency = {f"efficiency/{key}": value for key, value in record["efficiency"].items() if key != "segments"}
         logger.experiment.summary.update({**metrics, **efficiency, "params": record["params"]})
     store.save(record)
     finish_wandb(logger, exit_code=0)
-    print_summary(record, store.path(run_id))
+    print_summary(record, store.path(place.run_id))
     return record
 
 
-def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module: LRAModule,
-                store: ResultsStore, resumes: int) -> dict[str, Any]:
-    previous = store.load(run_id) or {}
+def recorded_history(checkpoint: dict[str, Any]) -> list[dict[str, float]]:
+    """The validation history a checkpoint carries (``ValidationHistory``'s state)."""
+    state = checkpoint.get("callbacks", {}).get(ValidationHistory.__qualname__, {})
+    return list(state.get("history", []))
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt | SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
+        return f"interrupted ({type(error).__name__})"
+    return f"{type(error).__name__}: {error}"
+
+
+def diverged(store: ResultsStore, record: dict[str, Any], error: DivergedError, trainer: L.Trainer,
+             place: RunPlace, history: ValidationHistory, monitor: EfficiencyMonitor) -> str:
+    """Record a diverged run; return the message that names the step and the last finite checkpoint."""
+    _, last = checkpoint_callbacks(trainer)
+    if last.last_model_path:
+        finite = {"last_finite_checkpoint": last.last_model_path, "last_finite_step": last.saved_step}
+    elif place.resume_from is not None:
+        finite = {"last_finite_checkpoint": str(place.resume_from),
+                  "last_finite_step": place.checkpoint.get("global_step")}
+    else:
+        finite = {"last_finite_checkpoint": None, "last_finite_step": None}
+    (guard,) = (callback for callback in trainer.callbacks if isinstance(callback, DivergenceGuard))
+    divergence = {"step": error.step, "checked_every": guard.check_every, **finite}
+    path = store.save({**record, "status": "diverged", "error": str(error), "divergence": divergence,
+                       "history": list(history.history), "efficiency": monitor.summary()})
+    where = (f"last finite checkpoint: {finite['last_finite_checkpoint']} (step {finite['last_finite_step']})"
+             if finite["last_finite_checkpoint"] else "no checkpoint was written before it")
+    return (f"run {place.run_id} diverged: {error} (checked every {divergence['checked_every']} steps).\n"
+            f"{where}; lower optimizer.lr or clip gradients (trainer.gradient_clip_val) and train again.\n"
+            f"record: {path}")
+
+
+def base_record(cfg: DictConfig, place: RunPlace, datamodule, module: LRAModule,
+                store: ResultsStore) -> dict[str, Any]:
+    previous = store.load(place.run_id) or {}
     return {
         "created": now(),  # kept in memory: the record is saved again at the end, and created means the start
         **previous,
-        "run_id": run_id,
+        "run_id": place.run_id,
         "kind": "train",
         "status": "running",
         "task": datamodule.spec.name,
@@ -160,9 +233,9 @@ def base_record(cfg: DictConfig, run_id: str, run_dir: Path, datamodule, module:
             "attention_padding": lra.attention.backend_class(cfg.attention.name).padding_protocol,
         },
         "environment": environment(),
-        "paths": {"run_dir": str(run_dir)},
+        "paths": {"run_dir": str(place.run_dir)},
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "resumed": resumes,
+        "resumed": place.resumes,
     }
 
 
@@ -172,20 +245,21 @@ def speed_options(module: LRAModule, datamodule) -> dict[str, Any]:
             "trim_eval": datamodule.trim_eval}
 
 
-def checkpoint_callbacks(trainer: L.Trainer) -> tuple[ModelCheckpoint, LastCheckpoint]:
+def checkpoint_callbacks(trainer: L.Trainer) -> tuple[BestCheckpoint, LastCheckpoint]:
     """The (best, last) checkpoint callbacks that ``make_trainer`` installed."""
-    (best,) = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    (best,) = (cb for cb in trainer.callbacks if isinstance(cb, BestCheckpoint))
     (last,) = (cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint))
     return best, last
 
 
-def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule) -> dict[str, Any]:
-    best, last = checkpoint_callbacks(trainer)
+def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule,
+                     place: RunPlace) -> dict[str, Any]:
+    best, _ = checkpoint_callbacks(trainer)
     metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
     if not cfg.test_after_fit:
         return metrics
     metrics["test/majority_acc"] = datamodule.majority_accuracy("test")
-    for label, path in (("best", best.best_model_path), ("last", last.last_model_path)):
+    for label, path in checkpoint_paths(trainer, place).items():
         if not path:
             continue
         (result,) = trainer.test(module, datamodule=datamodule, ckpt_path=path, weights_only=True, verbose=False)
@@ -194,9 +268,9 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
     return metrics
 
 
-def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
+def checkpoint_paths(trainer: L.Trainer, place: RunPlace) -> dict[str, str]:
     best, last = checkpoint_callbacks(trainer)
-    return {"best": best.best_model_path, "last": last.last_model_path}
+    return {"best": best.best_model_path, "last": last.last_model_path or str(place.resume_from or "")}
 
 
 def _share(fraction: float | None) -> str:
@@ -212,24 +286,31 @@ def print_summary(record: dict[str, Any], record_path: Path) -> None:
     pct = lambda key: f"{100 * metrics[key]:.2f}%" if metrics.get(key) is not None else "n/a"  # noqa: E731
     memory = "peak GPU memory of training (max allocated)" if eff["memory_kind"].startswith("cuda") else \
         "peak RSS (CPU)"
+    if eff.get("measured_steps"):
+        throughput = (f"{eff['samples_per_s']} samples/s, {eff['tokens_per_s']} tokens/s (real), "
+                      f"{eff['padded_tokens_per_s']} tokens/s (padded), over {eff['measured_steps']} steps")
+    else:
+        throughput = (f"not measured: no step came after the {eff.get('warmup_steps')} warm-up steps "
+                      "(measure_warmup_steps)")
+    wandb = record["paths"].get("wandb_segments") or [record["paths"].get("wandb") or "off"]
     lines = [
         f"run {record['run_id']}: {record['task']} / {record['attention']}  ({record['params']:,} parameters, "
         f"{metrics['step']} steps, validation split: {record['protocol']['validation_split']})",
         f"  test accuracy: {pct('test/acc@best')} (best-val checkpoint), {pct('test/acc@last')} (last);"
-        f" best val accuracy {pct('val/acc_best')}",
-        f"  throughput: {eff['samples_per_s']} samples/s, {eff['tokens_per_s']} tokens/s (real), "
-        f"{eff['padded_tokens_per_s']} tokens/s (padded), over {eff['measured_steps']} steps; "
-        f"validation {_share(eff.get('validation_fraction'))} of {eff.get('fit_seconds')} s training",
+        f" always the most common label: {pct('test/majority_acc')}; best val accuracy {pct('val/acc_best')}",
+        f"  throughput: {throughput}; validation {_share(eff.get('validation_fraction'))} of "
+        f"{eff.get('fit_seconds')} s training",
         f"  {memory}: {eff['peak_memory_mib']} MiB",
         f"  checkpoints: {checkpoints['best'] or '-'} (best), {checkpoints['last']} (last)",
         f"  record: {record_path}",
-        f"  wandb: {record['paths'].get('wandb') or 'off'}",
+        f"  wandb: {', '.join(wandb)}",
     ]
     print("\n".join(lines), flush=True)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a checkpoint on a split with the config stored inside it; write an eval record."""
+    check_top_level(cfg, "evaluate")
     if not cfg.get("ckpt"):
         raise ConfigError("evaluate.py needs ckpt=PATH (a .ckpt written by train.py)")
     checkpoint = load_checkpoint(cfg.ckpt)
@@ -242,8 +323,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if split not in datamodule.splits:
         raise ConfigError(f"split={split!r}; this task's splits: {', '.join(datamodule.splits)}")
     loader = datamodule.eval_dataloader(split)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        precision=run_cfg.trainer.precision)
+    try:
+        trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
+                            precision=run_cfg.trainer.precision)
+    except (MisconfigurationException, ValueError) as error:
+        raise ConfigError(f"accelerator={cfg.accelerator!r}: {error}") from None
     (result,) = trainer.test(module, dataloaders=loader, verbose=False)
     run_id = checkpoint[RUN_ID_KEY]
     eval_id = f"{run_id}-{Path(cfg.ckpt).stem}-{split}"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from omegaconf import OmegaConf
 
+from lra.train.cli import register_resolvers
 from lra.train.config import ConfigError, validate
 from tests.helpers import CONF, compose_train, run_script
 
@@ -71,3 +74,10 @@ def test_unknown_choice_fails_at_start_with_the_valid_ones(tmp_path, override: s
 def test_typo_on_the_command_line_fails_at_start(tmp_path) -> None:
     result = run_script("train.py", ["trainer.max_step=10"], cwd=tmp_path, timeout=120)
     assert result.returncode != 0 and "max_step" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_runs_started_in_the_same_second_get_a_hydra_folder_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_resolvers()  # as train.py and evaluate.py do
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    hydra = compose_train(hydra_config=True).hydra
+    assert hydra.run.dir.endswith("-4242") and hydra.sweep.dir.endswith("-4242")

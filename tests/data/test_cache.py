@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lra.data import cache
+from lra.data.errors import DataError
+
+DEAD_PID = 2**22 + 12345  # above Linux's largest pid_max: never a running process
 
 
 def build_with(values: np.ndarray, calls: list[int]):
@@ -93,7 +99,7 @@ def test_interrupted_build_leaves_no_cache(tmp_path: Path, source: Path):
 
     with pytest.raises(KeyboardInterrupt):
         cache.prepared(tmp_path / "data", "toy", {}, [source], failing)
-    assert list((tmp_path / "data" / "cache").iterdir()) == []
+    assert [p for p in (tmp_path / "data" / "cache").iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_staging_of_a_dead_process_is_cleared(tmp_path: Path, source: Path):
@@ -104,3 +110,78 @@ def test_staging_of_a_dead_process_is_cleared(tmp_path: Path, source: Path):
     directory = make(tmp_path, source)
     assert not dead.exists() and directory.is_dir()
     assert not any(p.name.endswith(f"partial-{os.getpid()}") for p in directory.parent.iterdir())
+
+
+def test_a_manifest_that_is_not_utf8_is_a_corrupt_cache(tmp_path: Path, source: Path):
+    directory = make(tmp_path, source)
+    (directory / "manifest.json").write_bytes(b"\xff\xfe{not text")
+    with pytest.raises(cache.CorruptCacheError, match="manifest.json: unreadable manifest .*utf-8"):
+        make(tmp_path, source)
+    assert issubclass(cache.CorruptCacheError, DataError)  # one short message at the command line
+
+
+def test_processes_started_together_build_a_cache_once(tmp_path: Path, source: Path):
+    calls: list[int] = []
+    started = threading.Event()
+
+    def slow_build(writer: cache.CacheWriter) -> None:
+        started.set()
+        time.sleep(0.5)
+        build_with(np.zeros((2, 3), dtype=np.uint8), calls)(writer)
+
+    def prepare() -> Path:
+        return cache.prepared(tmp_path / "data", "toy", {"n": 1}, [source], slow_build)
+
+    with ThreadPoolExecutor(3) as pool:  # fcntl locks open files: threads exclude each other like processes
+        first = pool.submit(prepare)
+        started.wait(10)
+        others = [pool.submit(prepare) for _ in range(2)]
+        directories = {future.result() for future in [first, *others]}
+    assert len(directories) == 1 and calls == [1]
+
+
+def test_generation_is_locked_and_cleans_up_after_dead_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from lra.data import listops
+    from lra.data.generate.listops import ListOpsSettings
+
+    generated: list[int] = []
+    generate = listops.generate
+
+    def counted(*args, **kwargs):
+        generated.append(1)
+        time.sleep(0.3)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(listops, "generate", counted)
+    sizes, settings = {"train": 8, "val": 2, "test": 2}, ListOpsSettings(max_depth=3, min_length=5, max_length=40)
+    directory = listops.generated_dir(tmp_path, sizes, settings, seed=1)
+    leftover = directory.with_name(f"{directory.name}.partial-{DEAD_PID}")
+    leftover.mkdir(parents=True)  # what a generation killed half-way leaves
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: listops.ensure_generated(directory, sizes, settings, 1, 1), range(3)))
+    assert results == [directory] * 3 and generated == [1]
+    assert sorted(p.name for p in directory.parent.iterdir()) == [f".{directory.name}.lock", directory.name]
+
+
+def test_only_the_leftovers_of_dead_processes_are_removed(tmp_path: Path):
+    mine, dead = tmp_path / f"x.partial-{os.getpid()}", tmp_path / f".y.1a2b.partial-{DEAD_PID}"
+    mine.mkdir()
+    dead.write_text("half")
+    assert cache.remove_dead_partials(tmp_path, "*.partial-*") == [dead] and mine.is_dir()
+
+
+def test_processes_started_together_generate_a_pathfinder_set_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from lra.data.generate import pathfinder
+
+    chunks: list[int] = []
+
+    def drawn(directory: Path, settings, seed: int, chunk: int, count: int) -> int:
+        chunks.append(chunk)
+        time.sleep(0.3)
+        return count
+
+    monkeypatch.setattr(pathfinder, "_write_chunk", drawn)
+    generate = lambda _: pathfinder.generate_dataset(tmp_path, 32, "easy", 4, 0, workers=1, progress=False)  # noqa: E731
+    with ThreadPoolExecutor(3) as pool:
+        folders = set(pool.map(generate, range(3)))
+    assert len(folders) == 1 and chunks == [0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import tarfile
 import threading
@@ -147,14 +148,38 @@ def test_truncated_download_is_refused_and_removed(tmp_path: Path, server: Serve
     archive = archive_for(
         server, "short.tar.gz", GOOD[:-100], size=len(GOOD), sha256=hashlib.sha256(GOOD).hexdigest()
     )
-    with pytest.raises(DataError, match=f"got {len(GOOD) - 100} bytes, expected {len(GOOD)}"):
+    with pytest.raises(DataError, match=f"has {len(GOOD) - 100} bytes, sha256 .*; expected {len(GOOD)} bytes"):
         fetch.fetch("toy", tmp_path, archive=archive, progress=False, retry_wait=0)
     assert not list((tmp_path / "downloads").iterdir()) and not (tmp_path / "raw").exists()
 
 
+def test_an_archive_put_there_by_hand_is_hashed_and_moved_aside_when_wrong(tmp_path: Path, server: Server):
+    archive = archive_for(server, "good.tar.gz", GOOD)
+    placed = tmp_path / "downloads" / "good.tar.gz"
+    placed.parent.mkdir()
+    placed.write_bytes(GOOD[:-1] + bytes([GOOD[-1] ^ 1]))  # the right size, one bit off
+    wrong = hashlib.sha256(placed.read_bytes()).hexdigest()
+    with pytest.raises(DataError, match=f"sha256 {wrong}; expected {len(GOOD)} bytes, sha256 {archive.sha256}"):
+        fetch.fetch("toy", tmp_path, archive=archive, progress=False, retry_wait=0)
+    assert not placed.exists() and (tmp_path / "downloads" / "good.tar.gz.rejected").is_file()
+    assert not (tmp_path / "raw").exists() and server.requests == []
+
+
+def test_an_archive_put_there_by_hand_is_recorded_with_its_own_digest(tmp_path: Path, server: Server):
+    for verified, sha256 in ((True, ""), (False, None)):
+        archive = archive_for(server, "good.tar.gz", GOOD, sha256=sha256)
+        data_dir = tmp_path / str(verified)
+        (data_dir / "downloads").mkdir(parents=True)
+        (data_dir / "downloads" / "good.tar.gz").write_bytes(GOOD)
+        fetch.fetch("toy", data_dir, archive=archive, progress=False, retry_wait=0)
+        marker = json.loads((data_dir / "raw" / ".fetched-toy.json").read_text())
+        assert marker["sha256"] == hashlib.sha256(GOOD).hexdigest() and marker["verified"] is verified
+    assert server.requests == []
+
+
 def test_bad_digest_is_refused_and_removed(tmp_path: Path, server: Server):
     archive = archive_for(server, "bad.tar.gz", GOOD, sha256="0" * 64)
-    with pytest.raises(DataError, match="does not match the expected 0000"):
+    with pytest.raises(DataError, match="; expected [0-9]+ bytes, sha256 0000"):
         fetch.fetch("toy", tmp_path, archive=archive, progress=False, retry_wait=0)
     assert not list((tmp_path / "downloads").iterdir()) and not (tmp_path / "raw").exists()
 

@@ -147,6 +147,7 @@ def test_evaluate_rejects_a_corrupt_checkpoint(workdir: Path) -> None:
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     result = run_script("evaluate.py", [f"ckpt={bad}"], cwd=workdir, timeout=120)
     assert result.returncode == 2 and "not a readable lra checkpoint" in result.stderr
+    assert f"{bad} has no bad.ckpt.sha256 beside it" in result.stderr  # no digest: unverified, said so
     assert "Traceback" not in result.stderr
 
 
@@ -194,6 +195,7 @@ def test_a_killed_run_resumes_to_the_same_result(workdir: Path) -> None:
     assert sorted(p.name for p in (workdir / "results/runs").iterdir()) == ["straight.json", "victim.json"]
     wandb_runs = list(workdir.glob("models/**/victim/wandb/offline-run-*"))
     assert {run.name.rsplit("-", 1)[-1] for run in wandb_runs} == {"victim"}  # one run id, resumed
+    assert sorted(again["paths"]["wandb_segments"]) == sorted(map(str, wandb_runs)) and len(wandb_runs) == 2
 
 
 PROCESS_LINE = "\nprocess       4242 uses     1000.000 MB GPU memory"

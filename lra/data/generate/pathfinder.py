@@ -82,6 +82,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from lra.data.cache import locked, remove_dead_partials
 from lra.data.errors import DataError
 
 GENERATOR_VERSION = 2  # 2: the official flow (1: our own paths, exact coverage strokes, balanced labels)
@@ -806,12 +807,20 @@ def generate_dataset(out_root: Path, resolution: int, difficulty: str, num_image
 
     ``out_root`` plays the part of the ``lra_release`` root: the set lands in
     ``out_root/pathfinder<resolution>/<difficulty dir>/``. ``workers``: processes (None or 0: all cores).
-    The images depend on (resolution, difficulty, seed, images_per_chunk) only.
+    The images depend on (resolution, difficulty, seed, images_per_chunk) only. Processes started together
+    generate under a lock (``lra.data.cache.locked``): one draws, the others wait and find the set complete.
     """
     settings = Settings(resolution, difficulty)
     if num_images < 2:
         raise ValueError(f"num_images must be at least 2, not {num_images}")
     directory = Path(out_root) / f"pathfinder{resolution}" / DIFFICULTY_DIRS[difficulty]
+    with locked(directory):
+        return _generate_locked(directory, settings, num_images, seed, workers, progress, images_per_chunk)
+
+
+def _generate_locked(directory: Path, settings: Settings, num_images: int, seed: int, workers: int | None,
+                     progress: bool, images_per_chunk: int) -> Path:
+    resolution, difficulty = settings.resolution, settings.difficulty
     identity = {"generator": __name__, "version": GENERATOR_VERSION, "resolution": resolution,
                 "difficulty": difficulty, "num_images": num_images, "seed": seed,
                 "images_per_chunk": images_per_chunk}
@@ -823,11 +832,8 @@ def generate_dataset(out_root: Path, resolution: int, difficulty: str, num_image
         return directory
     for sub in ("imgs", "metadata"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in (directory / sub).glob(".*.partial-*"):  # from an interrupted run
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink()
+        remove_dead_partials(directory / sub, ".*.partial-*")  # from an interrupted run
+    remove_dead_partials(directory, ".*.partial-*")
     _write_settings(directory, {**identity, "style": asdict(settings.style), "complete": False})
     sizes = _chunk_sizes(num_images, images_per_chunk)
     missing = [c for c in range(len(sizes)) if not (directory / "metadata" / f"{c}.npy").is_file()]
