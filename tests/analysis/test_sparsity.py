@@ -114,15 +114,16 @@ def test_the_command_writes_both_parts(tiny_checkpoint: Path, project: Path) -> 
     assert np.isclose(float(sparsity[0]["mass"]), 0.9)
 
     # the report's section reads these files
-    ((heading, (tv_table, _, _, sparsity_table), figures, notes),) = sparse_section.sections(out)
-    assert heading.startswith("Sparse patterns") and len(figures) == 5
+    section = sparse_section.analysis_section(out)
+    tv_table, _, _, sparsity_table = section.tables
+    assert section.heading.startswith("Sparse patterns") and len(section.figures) == 5
     assert tv_table.title.startswith("Smallest d with mean total variation ≤ 0.1")
     row = next(r for r in tv_table.rows if r[:2] == ["solve", "random s=1"])
     tv = [float(r["d_min"]) for r in d_min if (r["method"], r["pattern"], r["nonzeros"], r["metric"], r["length"])
           == ("solve", "random", "1", "tv", "32")]
     assert row[2] == f"{tv[0]:.1f}"
     assert sparsity_table.rows[0][5] == " / ".join(f"{float(r['k_median']):.0f}" for r in sparsity)
-    assert any("python -m lra.analysis sparse" in note for note in notes)
+    assert any("python -m lra.analysis sparse" in note for note in section.notes)
     built = build(Settings(runs_dir=project / "results/runs", bench_dir=project / "none",
                            tables_dir=project / "tables", report=project / "report.html", analysis_dir=out))
     assert "Sparse patterns: a fixed attention" in (project / "report.html").read_text() and built
