@@ -52,8 +52,10 @@ def error_curves(points: Sequence[ErrorPoint], metric: str, thresholds: Sequence
             axis.axhline(threshold, color="grey", linewidth=0.8)
         dims = sorted({d for key, by_dim in curves.items() if key[0] == s for d in by_dim})
         axis.set(xscale="log", yscale="log", title=f"random, s={s}", xlabel="d")
-        axis.set_xticks(dims, [str(d) for d in dims], fontsize=7)
-        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        labelled = [d for d in dims if d & (d - 1) == 0]  # powers of 2 labelled, the grid's other d as ticks
+        axis.set_xticks(labelled, [str(d) for d in labelled], fontsize=7)
+        axis.set_xticks([d for d in dims if d not in labelled], minor=True)
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0][0].set_ylabel(f"{LABELS.get(metric, metric)} (floor 1e-12)")
     axes[0][-1].legend(fontsize=6, ncols=1, loc="lower left")
     figure.suptitle(f"Fixed attention vs sparse targets: {LABELS.get(metric, metric)} against d (grey: threshold)")

@@ -185,19 +185,19 @@ def summary_table(rows: list[DMin], fits: list[Fit], criteria: dict[str, list[fl
     for metric, thresholds in criteria.items():
         lines += ["", f"smallest d with {metric} <= {thresholds[0]} (mean over seeds; '-': not reached by d = L "
                       "or the grid's end)",
-                  f"{'method':<11}{'target':<15}" + "".join(f"{'L=' + str(n):>9}" for n in lengths)]
+                  f"{'method':<11}{'target':<17}" + "".join(f"{'L=' + str(n):>9}" for n in lengths)]
         groups: dict[tuple, dict[int, list]] = {}
         for r in rows:
             if r.metric == metric and r.threshold == thresholds[0]:
                 groups.setdefault((r.method, r.pattern, r.nonzeros), {}).setdefault(r.length, []).append(r.d_min)
         for (method, pattern, s), by_length in groups.items():
             cells = [by_length.get(n) for n in lengths]
-            lines.append(f"{method:<11}{f'{pattern} s={s}':<15}" + "".join(
+            lines.append(f"{method:<11}{f'{pattern} s={s}':<17}" + "".join(
                 f"{'' if v is None else '-' if None in v else f'{sum(v) / len(v):.1f}':>9}" for v in cells))
     lines += ["", "fits d_min = a + b ln L (lengths where every seed reached the threshold)",
-              f"{'method':<11}{'target':<15}{'criterion':<16}{'b':>8}{'a':>9}{'r2':>7}{'p':>7}  lengths"]
+              f"{'method':<11}{'target':<17}{'criterion':<16}{'b':>8}{'a':>9}{'r2':>7}{'p':>7}  lengths"]
     for f in fits:
-        lines.append(f"{f.method:<11}{f'{f.pattern} s={f.nonzeros}':<15}{f'{f.metric}<={f.threshold:g}':<16}"
+        lines.append(f"{f.method:<11}{f'{f.pattern} s={f.nonzeros}':<17}{f'{f.metric}<={f.threshold:g}':<16}"
                      f"{f.slope:>8.2f}{f.intercept:>9.2f}{f.r2:>7.3f}{f.exponent:>7.2f}  "
                      + " ".join(map(str, f.lengths)))
     return "\n".join(lines)
