@@ -132,6 +132,7 @@ def checkpoint_sparsity(path: str | Path, paths: DictConfig, settings: SparsityS
     run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
     run_cfg.paths = paths
     run_cfg.model.compile = False  # hooks on the eager modules
+    run_cfg.model.unpad = False  # padded batches through core.forward, whose hook sees q, k and the mask
     datamodule = prepare_data(run_cfg)
     if settings.split not in datamodule.splits:
         raise ValueError(f"split={settings.split!r}; this task's splits: {', '.join(datamodule.splits)}")
@@ -146,6 +147,8 @@ def checkpoint_sparsity(path: str | Path, paths: DictConfig, settings: SparsityS
             batch = split.__getitems__(indices.tolist())
             mask = batch.get("padding_mask")
             model(batch["inputs"].to(device), None if mask is None else mask.to(device))
+    if not probe.heads:
+        raise RuntimeError(f"{path}: no attention weights were captured (the cores' forward never ran)")
     context = {"checkpoint": str(path), "run_id": checkpoint.get(RUN_ID_KEY), "task": datamodule.spec.name,
                "attention": run_cfg.attention.name, "step": checkpoint.get("global_step"),
                "head_dim": model.encoder.blocks[0].attn.head_dim, "split": settings.split,
