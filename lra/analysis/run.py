@@ -3,6 +3,7 @@ files under ``sparse.out_dir`` (default ``results/analysis/``) and a printed sum
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def _deltas(spec: Mapping) -> list[float]:
     smallest, largest, per_octave = spec["smallest"], spec["largest"], spec["per_octave"]
     if not (0 < smallest <= largest) or not isinstance(per_octave, int) or per_octave < 1:
         raise ValueError(f"sparse.deltas needs 0 < smallest <= largest and an integer per_octave >= 1, got {spec}")
-    count = int(round(per_octave * (torch.tensor(largest / smallest).log2().item()))) + 1
+    count = round(per_octave * math.log2(largest / smallest)) + 1
     return [smallest * 2 ** (i / per_octave) for i in range(count)]
 
 
