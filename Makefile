@@ -12,7 +12,7 @@ TASK ?= listops
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test test-gpu lint train data probe bench tables report clean
+.PHONY: help install browser test test-gpu lint train data probe bench analysis tables report clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ probe: ## Is an image task's data learnable? A small CNN, not an LRA model: make
 
 bench: ## Attention speed and memory vs length -> results/bench/<device>/
 	$(BIN)/python -m lra.bench $(ARGS)
+
+analysis: ## Sparse patterns: a fixed attention vs d and L -> results/analysis/ (ARGS="sparse.ckpt=[PATH,...]")
+	$(BIN)/python -m lra.analysis sparse $(ARGS)
 
 tables: ## Run records -> results/tables/ (published numbers beside ours; ARGS="checkpoint=last wandb=ENTITY/lra")
 	$(BIN)/python -m lra.tables report=null $(ARGS)

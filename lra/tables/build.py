@@ -25,6 +25,7 @@ class Settings:
     conf_dir: Path = CONF_DIR
     figure_length: int = 4096  # the benchmark length that places each backend in the Figure 3 view
     figure_device: str | None = None  # results/bench/<device>; None: the one with the most series there
+    analysis_dir: Path | None = None  # python -m lra.analysis's files (a report section); None: none
 
 
 def load_runs(settings: Settings) -> list[Run]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lra.tables import accuracy, compact, efficiency, plots
+from lra.tables import accuracy, compact, efficiency, plots, sparse_section
 from lra.tables.report import Section, figure_html
 from lra.tables.runs import Run
 
@@ -68,7 +68,7 @@ def reference_section(inputs: ReportInputs) -> Section:
 
 SectionBuilder = Callable[[ReportInputs], Section | None]
 SECTIONS: list[SectionBuilder] = [figure3_section, compact_section, curves_section, speed_section,
-                                  full_table_section, reference_section]
+                                  sparse_section.section, full_table_section, reference_section]
 
 
 def build_sections(inputs: ReportInputs) -> list[Section]:
