@@ -79,13 +79,19 @@ def runs_root(cfg: DictConfig) -> Path:
     return Path(cfg.paths.models_dir) / cfg.task.name / cfg.attention.name / identity_key(cfg)
 
 
+def latest_checkpoint(cfg: DictConfig) -> Path | None:
+    """The most recent ``last.ckpt`` of a run with this config, or None where no such run has one."""
+    found = sorted(runs_root(cfg).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def find_last_checkpoint(cfg: DictConfig) -> Path:
     """The most recent ``last.ckpt`` of a run with this config (for ``ckpt_path=last``)."""
     root = runs_root(cfg)
-    found = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
+    found = latest_checkpoint(cfg)
+    if found is None:
         others = sorted(str(p.parent.parent) for p in root.parent.glob("*/*/checkpoints/last.ckpt"))
         hint = ("\nruns of this task and attention with other configs:\n  " + "\n  ".join(others)
                 + "\npass ckpt_path=<path to last.ckpt> to resume one of them") if others else ""
         raise ConfigError(f"ckpt_path=last: no checkpoint of a run with this config under {root}{hint}")
-    return found[-1]
+    return found

@@ -14,8 +14,21 @@ from omegaconf import DictConfig, OmegaConf
 
 import lra.data
 from lra.model import ModelConfig
-from lra.train.callbacks import EfficiencyMonitor, LastCheckpoint, RandomStateCheckpoint, ValidationHistory
-from lra.train.config import ConfigError, attention_options, find_last_checkpoint, runs_root, validate
+from lra.train.callbacks import (
+    EfficiencyMonitor,
+    LastCheckpoint,
+    RandomStateCheckpoint,
+    StopOnSignal,
+    ValidationHistory,
+)
+from lra.train.config import (
+    ConfigError,
+    attention_options,
+    find_last_checkpoint,
+    latest_checkpoint,
+    runs_root,
+    validate,
+)
 from lra.train.logging import finish_wandb, make_wandb_logger, run_location
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore, environment, now
@@ -78,10 +91,13 @@ def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
 
 def resolve_run(cfg: DictConfig) -> RunPlace:
     """Where a new or resumed run lives, and what it resumes from."""
-    if cfg.ckpt_path is None:
+    ckpt_path = cfg.ckpt_path
+    if ckpt_path == "auto":  # a job that resumes itself (a campaign's, a requeued SLURM job's): last, or new
+        ckpt_path = "last" if latest_checkpoint(cfg) else None
+    if ckpt_path is None:
         run_id = cfg.run_id or secrets.token_hex(4)
         return RunPlace(run_id, runs_root(cfg) / run_id, None, 0)
-    ckpt = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    ckpt = find_last_checkpoint(cfg) if ckpt_path == "last" else Path(ckpt_path)
     checkpoint = load_checkpoint(ckpt)
     return RunPlace(checkpoint[RUN_ID_KEY], ckpt.parent.parent, ckpt, checkpoint.get(RESUMES_KEY, 0) + 1)
 
@@ -103,6 +119,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, logger, extra_callbacks: list[L
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best and the last checkpoints, write the run record; return it."""
     validate(cfg)
+    stop = StopOnSignal.install()  # before the data load: a stop asked for meanwhile ends training at once
     run_id, run_dir, resume_from, resumes = resolve_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = prepare_data(cfg)
@@ -114,7 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record["paths"]["wandb"] = run_location(logger)
     monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
     run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), run_id, resumes)
-    extra = [monitor, history, RandomStateCheckpoint(), run_files]
+    extra = [monitor, history, RandomStateCheckpoint(), run_files, stop]
     trainer = make_trainer(cfg, run_dir, logger, extra)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
