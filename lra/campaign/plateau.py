@@ -1,7 +1,8 @@
 """Why TaylorShift and Performer stay on the ListOps plateau: the attention of the LRA ListOps model at init.
 
-``python -m lra.campaign.plateau [variants=softmax,taylorshift,...] [batches=3] [batch_size=4] [out=DIR]`` builds
-the model of ``experiment=lra/listops`` (LRA's released ListOps Transformer) once per variant, with one seed, runs
+``python -m lra.campaign.plateau [variants=softmax,taylorshift,...] [batches=3] [batch_size=4] [seed=0] [out=DIR]
+[train.py overrides ...]`` builds the model of ``experiment=lra/listops`` (LRA's released ListOps Transformer; other
+keys, e.g. ``model.num_layers=2``, are overrides of it) once per variant, with one seed, runs
 a few batches of generated ListOps (LRA's generator rules, lengths 500-2000) through it in eval mode (no
 dropout) and prints, per variant and layer:
 
@@ -61,12 +62,11 @@ def parse_variant(variant: str) -> tuple[str, list[str], float | None]:
     return backend, overrides, tau
 
 
-def compose_probe(backend: str, overrides: list[str], data_dir: str, num_examples: int):
+def compose_probe(backend: str, overrides: list[str], num_examples: int):
     task = ["task.source=generate", f"task.num_train={num_examples}", "task.num_val=16", "task.num_test=16"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=["experiment=lra/listops", f"attention={backend}",
-                                                       "precision=32", f"paths.data_dir={data_dir}",
-                                                       *task, *overrides])
+                                                       "precision=32", *task, *overrides])
 
 
 class Capture:
@@ -94,6 +94,7 @@ class Capture:
         return hook
 
 
+@torch.no_grad()
 def explicit_weights(core, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
     """Attention weights (B, H, Q, N) of the sampled queries ``q`` over all keys, for backends that define them."""
     kind = type(core).__name__
@@ -147,10 +148,10 @@ def collapse(states: torch.Tensor, mask: torch.Tensor) -> float:
     return sum(values) / len(values)
 
 
-def probe_variant(variant: str, batches: list[dict[str, torch.Tensor]], data_dir: str, num_examples: int,
+def probe_variant(variant: str, batches: list[dict[str, torch.Tensor]], extra: list[str], num_examples: int,
                   seed: int) -> tuple[list[dict], dict]:
     backend, overrides, tau = parse_variant(variant)
-    cfg = compose_probe(backend, overrides, data_dir, num_examples)
+    cfg = compose_probe(backend, [*extra, *overrides], num_examples)
     torch.manual_seed(seed)
     module = build_module(cfg, prepare_data(cfg).spec).eval()
     model = module.model
@@ -198,8 +199,8 @@ def _qk_over_v(blocks) -> float:
     return qk / v
 
 
-def load_batches(data_dir: str, count: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
-    cfg = compose_probe("softmax", [f"task.batch_size={batch_size}"], data_dir, max(64, count * batch_size))
+def load_batches(extra: list[str], count: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    cfg = compose_probe("softmax", [*extra, f"task.batch_size={batch_size}"], max(64, count * batch_size))
     loader = iter(prepare_data(cfg).train_dataloader())
     return [next(loader) for _ in range(count)]
 
@@ -213,23 +214,27 @@ def table(rows: list[dict], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+PROBE_KEYS = ("variants", "batches", "batch_size", "seed", "out")
+
+
 def main(argv: list[str]) -> None:
-    args = dict(arg.split("=", 1) for arg in argv)
+    args = dict(arg.split("=", 1) for arg in argv if arg.split("=", 1)[0] in PROBE_KEYS)
+    extra = [arg for arg in argv if arg.split("=", 1)[0] not in PROBE_KEYS]
     variants = args["variants"].split(",") if "variants" in args else list(DEFAULT_VARIANTS)
     count, batch_size, seed = int(args.get("batches", 3)), int(args.get("batch_size", 4)), int(args.get("seed", 0))
-    data_dir = args.get("data_dir", "data")
     out = Path(args.get("out", "results/probes"))
     started = time.perf_counter()
-    batches = load_batches(data_dir, count, batch_size)
+    batches = load_batches(extra, count, batch_size)
     layer_rows, totals = [], []
     for variant in variants:
-        rows, summary = probe_variant(variant, batches, data_dir, max(64, count * batch_size), seed)
+        rows, summary = probe_variant(variant, batches, extra, max(64, count * batch_size), seed)
         layer_rows += rows
         totals.append(summary)
         print(f"{variant}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     layer_keys = ["variant", "layer", "entropy", "top x N", "branch/res", "noise/signal"]
     total_keys = ["variant", "loss", "collapse", "grad qk/v", "|dL/dtau|", "tau sign agree"]
-    print(f"LRA ListOps model at init, {count} batches of {batch_size} generated examples, seed {seed}\n")
+    print(f"LRA ListOps model at init{' (' + ' '.join(extra) + ')' if extra else ''}, {count} batches of "
+          f"{batch_size} generated examples, seed {seed}\n")
     print(table(layer_rows, layer_keys) + "\n\n" + table(totals, total_keys))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "plateau.csv", "w", newline="") as f:
