@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,12 @@ def compose_train(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+@functools.cache
+def preset_config(experiment: str | None, backend: str) -> DictConfig:
+    """``experiment=NAME attention=BACKEND`` and nothing else: the values a preset gives (composed once)."""
+    return compose_train([*([f"experiment={experiment}"] if experiment else []), f"attention={backend}"])
 
 
 def expand(cfg: DictConfig) -> list[PlannedRun]:

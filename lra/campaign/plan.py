@@ -1,7 +1,8 @@
 """Where each run of a campaign stands, read from the run records and the checkpoints, and the GPU time left.
 
 A run is *done* when a record of its identity (``lra.train.config.identity_key`` of the record's resolved
-config) finished all of its preset's steps and holds a test accuracy. Otherwise its latest ``last.ckpt``
+config; a record written before a config key existed counts where the run leaves that key at its preset's
+value, ``predating``) finished all of its preset's steps and holds a test accuracy. Otherwise its latest ``last.ckpt``
 (``models/<task>/<attention>/<identity>/*/checkpoints/``, the one ``ckpt_path=last`` resumes) says how far it
 got: *untested* (trained to the end, not tested yet), *partial* (at step s of S), or *new* (no checkpoint
 here; a record may say it got further on another machine, whose checkpoint this one lacks).
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from lra.campaign.grid import PlannedRun
+from lra.campaign.grid import PlannedRun, preset_config
 from lra.train.config import identity_key, latest_checkpoint
 from lra.train.records import read_record
 
@@ -60,8 +61,18 @@ class Records:
                 config = OmegaConf.create(record["config"])
                 self.records.append((identity_key(config), setting_key(config), record))
 
-    def of(self, identity: str) -> list[dict[str, Any]]:
-        return [record for key, _, record in self.records if key == identity]
+    def of(self, run: PlannedRun) -> list[dict[str, Any]]:
+        """The records of this run: of its identity, or written before config keys that it leaves at their
+        preset's value existed (``predating``)."""
+        found = []
+        for identity, _, record in self.records:
+            if identity == run.identity:
+                found.append(record)
+            elif ((record.get("preset"), record.get("attention"), record.get("seed"))
+                  == (run.config.get("preset"), run.backend, run.seed)
+                  and identity_key(predating(record["config"], run)) == run.identity):
+                found.append(record)
+        return found
 
     def rate(self, run: PlannedRun, default: float) -> Rate:
         wanted = setting_key(run.config)
@@ -72,6 +83,29 @@ class Records:
             if rates:
                 return Rate(statistics.median(rates), f"{len(rates)} run{'s' * (len(rates) > 1)}, {label}")
         return Rate(float(default), "default")
+
+
+def predating(record_config: dict[str, Any], run: PlannedRun) -> DictConfig:
+    """A record's config as the run's would read had it been written today: a key added since (``task.trim_eval``,
+    a new backend option) takes the run's value where that is also the preset's own value (a new option's default
+    keeps the earlier behaviour: the project's rule), and keys the code no longer has are dropped. A key the run
+    sets away from its preset's value still tells the record apart."""
+    planned = OmegaConf.to_container(run.config, resolve=True)
+    preset = OmegaConf.to_container(preset_config(run.entry.experiment, run.backend), resolve=True)
+    return OmegaConf.create(_fill(record_config, planned, preset))
+
+
+def _fill(record: dict[str, Any], planned: dict[str, Any], preset: Any) -> dict[str, Any]:
+    preset = preset if isinstance(preset, dict) else {}
+    filled = {}
+    for key, value in planned.items():
+        if key in record and isinstance(value, dict) and isinstance(record[key], dict):
+            filled[key] = _fill(record[key], value, preset.get(key))
+        elif key in record:
+            filled[key] = record[key]
+        elif key in preset and preset[key] == value:
+            filled[key] = value
+    return filled
 
 
 def setting_key(config) -> str:
@@ -103,7 +137,7 @@ def checkpoint_step(path: Path) -> int:
 
 
 def state_of(run: PlannedRun, records: Records) -> RunState:
-    own = records.of(run.identity)
+    own = records.of(run)
     for record in own:
         metrics = record.get("metrics") or {}
         if (record.get("status") == "finished" and (metrics.get("step") or 0) >= run.max_steps

@@ -11,6 +11,7 @@ import pytest
 from lra.campaign.grid import parse_duration
 from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Records, render, state_of, summary
 from lra.train.config import ConfigError
+from lra.train.records import ResultsStore
 from tests.campaign.conftest import TINY_STEPS, plan_runs, write_checkpoint, write_record
 from tests.helpers import ROOT, user_environment
 
@@ -102,3 +103,21 @@ def test_a_duration_without_a_unit_it_knows_is_refused() -> None:
 
 def test_the_module_runs_from_the_repository_root() -> None:
     assert (ROOT / "conf" / "campaign.yaml").is_file()
+
+
+def test_a_record_from_before_a_config_key_existed_counts_where_the_run_leaves_it_at_its_default(
+        workdir: Path, campaign_dir: Path) -> None:
+    (run, _) = plan_runs(campaign_dir)
+    record = write_record(run, "ffff0001", TINY_STEPS)
+    del record["config"]["model"]["compile"]  # an option added after the run (its default: the earlier behaviour)
+    record["config"]["task"]["retired_option"] = 3  # and one the code no longer has
+    ResultsStore(workdir / "results").save(record)
+    assert _states([run], workdir / "results")[0][0].kind == DONE
+    (changed, _) = plan_runs(campaign_dir, ['overrides=["model.embedding_init_std=0.5"]'])
+    record = write_record(changed, "ffff0002", changed.max_steps)  # that setting, recorded before the key existed
+    del record["config"]["model"]["embedding_init_std"]
+    ResultsStore(workdir / "results").save(record)
+    assert _states([changed], workdir / "results")[0][0].kind == NEW  # 0.5 is not the preset's value: not this run
+    record["config"]["model"]["embedding_init_std"] = 0.5
+    ResultsStore(workdir / "results").save(record)
+    assert _states([changed], workdir / "results")[0][0].kind == DONE
