@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from lra.campaign.grid import PlannedRun, expand, parse_duration
 from lra.campaign.plan import Records, RunState, render, state_of, summary
-from lra.campaign.runner import Outcome, Runner, Timing, start_order, visible_devices
+from lra.campaign.runner import Outcome, Runner, Timing, prepare_data_once, start_order, visible_devices
 from lra.campaign.slurm import multirun_commands, shell
 from lra.train.cli import run_or_explain
 from lra.train.config import ConfigError
@@ -55,7 +55,7 @@ def campaign(cfg: DictConfig, name: str) -> int:
     runner = Runner(devices, int(cfg.runs_per_gpu), timing, log_dir, bool(cfg.test_partial),
                     {run.identity: rate for run, rate in zip(runs, rates, strict=True)},
                     on_exit=_reporter(paths.results_dir))
-    outcomes = runner.advance(queue)
+    outcomes = runner.advance(prepare_data_once(queue))
     waiting = [outcome.run.label for outcome in outcomes if outcome.returncode is None]
     if waiting:
         print(f"\nnot started in this call (no time left for them): {len(waiting)} runs", flush=True)

@@ -1,30 +1,37 @@
 """Advancing a campaign here: ``train.py`` subprocesses on this machine's GPUs, stopped before the budget ends.
 
-Runs start in the plan's order (those trained but untested first, then the partial ones, then new ones), each
-with ``ckpt_path=auto`` (resume the latest ``last.ckpt`` of its identity, else start), on the GPU with the
-fewest campaign processes (``CUDA_VISIBLE_DEVICES``; ``runs_per_gpu`` at most). ``stop_margin`` before the
-budget's end (less ``tables_time``) every process still training gets SIGUSR1 (``lra.train.callbacks.StopOnSignal``):
-it ends its step, writes ``last.ckpt``, and exits. One still alive when the budget's end comes is ended with
-SIGTERM, then SIGKILL (its process group: wandb's service with it); it resumes from its last validation.
-A run is tested after training only where it is expected to finish in this call (or with ``test_partial``).
+Each task's data is prepared once, in this process, before any run starts (runs started together would each
+build the same cache); a run whose data is missing is reported and left out. Runs start in the plan's order
+(those trained but untested first, then the partial ones, then new ones), each with ``ckpt_path=auto``
+(resume the latest ``last.ckpt`` of its identity, else start), on the GPU with the fewest campaign processes
+(``CUDA_VISIBLE_DEVICES``; ``runs_per_gpu`` at most). ``stop_margin`` before the budget's end (less
+``tables_time``) every process still training gets SIGUSR1 (``lra.train.callbacks.StopOnSignal``): it ends its
+step, validates, writes ``last.ckpt`` and its record, and exits. One still alive when the budget's end comes is
+ended with SIGTERM, then SIGKILL (its process group: wandb's service with it); it resumes from its last
+validation. A run is tested after training only where it is expected to finish in this call (or with
+``test_partial``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 import torch
+from omegaconf import OmegaConf
 
 from lra.campaign.grid import PlannedRun
 from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Rate, RunState
+from lra.train.cli import USER_ERRORS
+from lra.train.run import prepare_data
 
 TRAIN = Path(__file__).resolve().parents[2] / "train.py"
 POLL_S = 0.5
@@ -84,6 +91,28 @@ def visible_devices(gpus: str | int) -> list[str | None]:
     return ids or [None]
 
 
+def prepare_data_once(queue: list[tuple[PlannedRun, RunState]]) -> list[tuple[PlannedRun, RunState]]:
+    """Prepare each task's data once, here, before the runs start: processes started together would each build
+    the same cache. A run whose data cannot be prepared (not downloaded) is reported and left out of this call."""
+    prepared: dict[str, bool] = {}  # task settings and data folder -> ready
+    for run, _ in queue:
+        key = _data_key(run)
+        if key in prepared:
+            continue
+        try:
+            prepare_data(run.config)
+            prepared[key] = True
+        except USER_ERRORS as error:
+            prepared[key] = False
+            print(f"skip   {run.config.task.name} runs with these task settings: {error}", flush=True)
+    return [(run, state) for run, state in queue if prepared[_data_key(run)]]
+
+
+def _data_key(run: PlannedRun) -> str:
+    task = OmegaConf.to_container(run.config.task, resolve=True)
+    return json.dumps([task, run.config.paths.data_dir], sort_keys=True)  # the seed only orders batches
+
+
 def start_order(runs: list[PlannedRun], states: list[RunState]) -> list[tuple[PlannedRun, RunState]]:
     pending = [(run, state) for run, state in zip(runs, states, strict=True) if state.kind != DONE]
     return sorted(pending, key=lambda pair: START_ORDER.index(pair[1].kind))
@@ -104,7 +133,16 @@ class Runner:
         self.outcomes: list[Outcome] = []
 
     def advance(self, queue: list[tuple[PlannedRun, RunState]]) -> list[Outcome]:
-        queue = list(queue)
+        try:
+            return self._advance(list(queue))
+        except KeyboardInterrupt:  # the children live in sessions of their own: stop them, or they train on
+            print("interrupted: asking every run to stop", flush=True)
+            self.timing = replace(self.timing, budget=self.clock() - self.timing.started + self.timing.stop_margin
+                                  + self.timing.tables_time)
+            self._advance([])
+            raise
+
+    def _advance(self, queue: list[tuple[PlannedRun, RunState]]) -> list[Outcome]:
         while queue or self.children:
             now = self.clock()
             while queue and now < self.timing.last_start and (free := self._free_devices()):

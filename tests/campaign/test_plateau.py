@@ -17,7 +17,7 @@ def test_the_probe_measures_what_the_formulas_bound(workdir: Path, capsys) -> No
     variants = "softmax,taylorshift,taylorshift+output_normalized=false,taylorshift+tau=8,performer"
     main([f"variants={variants}", "batches=2", "batch_size=4", f"out={workdir}", *SMALL])
     assert "taylorshift+tau=8" in capsys.readouterr().out
-    with open(workdir / "plateau.csv") as f:
+    with open(workdir / "listops_plateau.csv") as f:
         rows = {(row["variant"], row["layer"]): row for row in csv.DictReader(f)}
     value = lambda variant, key, layer="1": float(rows[variant, layer][key])  # noqa: E731
     # tau = 1: every weight 0.5 s^2 + s + 1 lies in [0.5, 2.5], so no query gives a key more than 5x the mean weight

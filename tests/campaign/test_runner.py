@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from lra.campaign.grid import expand
 from lra.campaign.plan import NEW, PARTIAL, Rate, Records, RunState, state_of
-from lra.campaign.runner import Outcome, Runner, Timing, start_order, visible_devices
-from tests.campaign.conftest import TINY_STEPS, plan_runs
+from lra.campaign.runner import Outcome, Runner, Timing, prepare_data_once, start_order, visible_devices
+from tests.campaign.conftest import TINY_STEPS, compose_campaign, plan_runs
 from tests.helpers import user_environment
 
 
@@ -54,7 +56,7 @@ def test_runs_are_placed_round_robin_at_most_runs_per_gpu(workdir: Path, campaig
     assert len(logs) == 4
 
 
-def test_placement_sets_cuda_visible_devices(workdir: Path, campaign_dir: Path, monkeypatch) -> None:
+def test_placement_sets_cuda_visible_devices(workdir: Path, campaign_dir: Path) -> None:
     runs = plan_runs(campaign_dir, ["seeds=[0,1,2]"])
     seen = []
 
@@ -133,3 +135,14 @@ def test_a_run_stopped_by_the_budget_resumes_and_a_second_call_finishes_it(workd
     third = _campaign(workdir, campaign_dir, "budget=5m")
     assert third.returncode == 0 and "every run is done: nothing to run" in third.stdout
     assert len(list((workdir / "results" / "runs").glob("*.json"))) == 1
+
+
+def test_data_is_prepared_once_and_runs_without_data_are_left_out(workdir: Path, campaign_dir: Path, capsys) -> None:
+    cfg = compose_campaign("tiny", ["seeds=[0,1]", 'overrides=["model=tiny"]'], campaign_dir)  # keys of both
+    cfg.presets.append(OmegaConf.create({"experiment": None, "overrides": ["task=retrieval"]}))
+    runs = expand(cfg)
+    ready = prepare_data_once([(run, RunState(NEW, 0)) for run in runs])
+    assert [run.config.task.name for run, _ in ready] == ["listops", "listops"]
+    assert len(list((workdir / "data" / "cache").glob("listops-*"))) == 1
+    out = capsys.readouterr().out
+    assert out.count("skip   retrieval runs") == 1 and "lra_release" in out

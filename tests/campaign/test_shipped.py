@@ -29,3 +29,11 @@ def test_the_taylorshift_campaign_runs_its_presets(workdir: Path) -> None:
     presets = {f"taylorshift/{p.stem}" for p in (CONF / "experiment" / "taylorshift").glob("*.yaml")}
     assert {run.config.preset for run in runs} == presets
     assert "taylorshift" in {run.backend for run in runs}
+
+
+def test_the_recipes_campaign_runs_each_recipe_with_its_backend(workdir: Path) -> None:
+    runs = expand(compose_campaign("recipes"))
+    pairs = {(run.config.preset, run.backend) for run in runs}
+    assert pairs == {("recipe/listops_taylorshift", "taylorshift"), ("recipe/listops_performer", "performer"),
+                     ("recipe/pathfinder", "softmax")}
+    assert len(runs) == 9
