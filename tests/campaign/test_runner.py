@@ -41,7 +41,8 @@ class Sleeper(Runner):
     """Children that ignore the stop signal and sleep: what the budget's end must deal with."""
 
     def command(self, overrides: list[str]) -> list[str]:
-        script = "import signal, time; signal.signal(signal.SIGUSR1, signal.SIG_IGN); time.sleep(60)"
+        script = "import signal, time; signal.signal(signal.SIGUSR1, signal.SIG_IGN); print('ready', flush=True); " \
+                 "time.sleep(60)"
         return [sys.executable, "-c", script]
 
 
@@ -146,3 +147,22 @@ def test_data_is_prepared_once_and_runs_without_data_are_left_out(workdir: Path,
     assert len(list((workdir / "data" / "cache").glob("listops-*"))) == 1
     out = capsys.readouterr().out
     assert out.count("skip   retrieval runs") == 1 and "lra_release" in out
+
+
+def test_an_interrupted_campaign_stops_its_runs_before_it_exits(workdir: Path, campaign_dir: Path) -> None:
+    (run,) = plan_runs(campaign_dir, ["seeds=[0]"])
+    ended: list[Outcome] = []
+
+    class Interrupted(Sleeper):
+        def _reap(self) -> None:
+            child = self.children[0]
+            if not child.stop_sent and child.log_path.read_text().strip() == "ready":  # Ctrl-C while it trains
+                raise KeyboardInterrupt
+            super()._reap()
+
+    runner = Interrupted([None], 1, Timing(time.monotonic(), 600.0, 1.0, 0.0, 0.0), workdir / "logs", False,
+                         {run.identity: Rate(5.0, "default")}, ended.append)
+    with pytest.raises(KeyboardInterrupt):
+        runner.advance([(run, RunState(NEW, 0))])
+    (outcome,) = ended
+    assert outcome.stopped and outcome.returncode == -15  # asked to stop, then ended at the new end, 1 s later
