@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 from lra.campaign.grid import PlannedRun
 from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Rate, RunState
 from lra.train.cli import USER_ERRORS
+from lra.train.config import ConfigError
 from lra.train.run import prepare_data
 
 TRAIN = Path(__file__).resolve().parents[2] / "train.py"
@@ -125,7 +126,7 @@ class Runner:
                  test_partial: bool, rates: dict[str, Rate], on_exit: Callable[[Outcome], None],
                  clock: Callable[[], float] = time.monotonic):
         if runs_per_gpu < 1:
-            raise ValueError("runs_per_gpu must be at least 1")
+            raise ConfigError(f"runs_per_gpu={runs_per_gpu}: at least 1 run per GPU")
         self.devices, self.runs_per_gpu, self.timing = devices, runs_per_gpu, timing
         self.log_dir, self.test_partial, self.rates, self.on_exit = log_dir, test_partial, rates, on_exit
         self.clock = clock
