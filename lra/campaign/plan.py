@@ -9,8 +9,9 @@ here; a record may say it got further on another machine, whose checkpoint this 
 
 Time left is the steps left over the training speed that records measured (``efficiency.steps_per_s``): of
 runs with the same setting (identity up to the seed), else of runs with the same preset, backend and
-sequence length; on a GPU, and of those, the ones that shared it with the fewest other processes. Training
-steps only: validation, start-up and the tests come on top.
+sequence length, else with the same task, backend and length under another preset; on a GPU, of those the
+ones that shared it with the fewest other processes, the newest three (median). Training steps only:
+validation, start-up and the tests come on top.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ class Records:
     def rate(self, run: PlannedRun, default: float) -> Rate:
         wanted = setting_key(run.config)
         same_setting = [r for _, setting, r in self.records if setting == wanted]
-        similar = [r for _, _, r in self.records if _similar(r, run)]
-        for records, label in ((same_setting, "same setting"), (similar, "same preset, backend and length")):
+        similar = [r for _, _, r in self.records if _similar(r, run, same_preset=True)]
+        model = [r for _, _, r in self.records if _similar(r, run, same_preset=False)]
+        for records, label in ((same_setting, "same setting"), (similar, "same preset, backend and length"),
+                               (model, "same task, backend and length, another preset")):
             rates = gpu_rates(records)
             if rates:
                 return Rate(statistics.median(rates), f"{len(rates)} run{'s' * (len(rates) > 1)}, {label}")
@@ -115,20 +118,26 @@ def setting_key(config) -> str:
     return identity_key(unseeded)
 
 
-def _similar(record: dict[str, Any], run: PlannedRun) -> bool:
-    task = record["config"].get("task") or {}
-    return (record.get("preset") == run.config.get("preset") and record.get("attention") == run.backend
-            and task.get("max_length") == run.config.task.get("max_length")
-            and task.get("resolution") == run.config.task.get("resolution"))
+def _similar(record: dict[str, Any], run: PlannedRun, same_preset: bool) -> bool:
+    task, planned = record["config"].get("task") or {}, run.config.task
+    return ((record.get("preset") == run.config.get("preset")) == same_preset
+            and record.get("attention") == run.backend and record.get("task") == planned.name
+            and task.get("max_length") == planned.get("max_length")
+            and task.get("resolution") == planned.get("resolution"))
 
 
-def gpu_rates(records: list[dict[str, Any]]) -> list[float]:
-    """steps/s measured on a GPU, from the runs that shared theirs with the fewest processes (unknown: alone)."""
-    measured = [(r["efficiency"].get("device_processes") or 1, r["efficiency"]["steps_per_s"]) for r in records
-                if str((r.get("efficiency") or {}).get("memory_kind", "")).startswith("cuda")
-                and r["efficiency"].get("steps_per_s")]
-    fewest = min((processes for processes, _ in measured), default=None)
-    return [rate for processes, rate in measured if processes == fewest]
+def gpu_rates(records: list[dict[str, Any]], newest: int = 3) -> list[float]:
+    """steps/s measured on a GPU, from the runs that shared theirs with the fewest processes (unknown: alone), the
+    ``newest`` of them (the code gets faster)."""
+    measured = []
+    for record in records:
+        efficiency = record.get("efficiency") or {}
+        if str(efficiency.get("memory_kind", "")).startswith("cuda") and efficiency.get("steps_per_s"):
+            processes = efficiency.get("device_processes") or 1
+            measured.append((processes, str(record.get("updated", "")), efficiency["steps_per_s"]))
+    fewest = min((processes for processes, _, _ in measured), default=None)
+    alone = sorted((updated, rate) for processes, updated, rate in measured if processes == fewest)
+    return [rate for _, rate in alone[-newest:]]
 
 
 def checkpoint_step(path: Path) -> int:

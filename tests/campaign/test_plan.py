@@ -11,7 +11,7 @@ import pytest
 from lra.campaign.grid import parse_duration
 from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Records, render, state_of, summary
 from lra.train.config import ConfigError
-from lra.train.records import ResultsStore
+from lra.train.records import ResultsStore, write_json_atomic
 from tests.campaign.conftest import TINY_STEPS, plan_runs, write_checkpoint, write_record
 from tests.helpers import ROOT, user_environment
 
@@ -121,3 +121,15 @@ def test_a_record_from_before_a_config_key_existed_counts_where_the_run_leaves_i
     record["config"]["model"]["embedding_init_std"] = 0.5
     ResultsStore(workdir / "results").save(record)
     assert _states([changed], workdir / "results")[0][0].kind == DONE
+
+
+def test_time_left_falls_back_to_the_newest_runs_of_the_model_under_another_preset(workdir: Path,
+                                                                                    campaign_dir: Path) -> None:
+    (run, other) = plan_runs(campaign_dir, ["seeds=[0,1]"])
+    for number, rate in enumerate((1.0, 2.0, 8.0, 9.0, 10.0)):  # the last three written are the newest
+        record = write_record(other, f"gggg000{number}", 40, tested=False, steps_per_s=rate)
+        record.update(preset="elsewhere/listops", updated=f"2026-12-0{number + 1}T00:00:00+0000")
+        record["config"]["preset"] = "elsewhere/listops"
+        write_json_atomic(workdir / "results" / "runs" / f"gggg000{number}.json", record)
+    rate = Records(workdir / "results" / "runs").rate(run, default=5)
+    assert (rate.steps_per_s, rate.source) == (9.0, "3 runs, same task, backend and length, another preset")
