@@ -9,10 +9,11 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= dev,slurm
 TASK ?= listops
+NAME ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test test-gpu lint train data probe bench analysis tables report clean
+.PHONY: help install browser test test-gpu lint train data probe bench analysis tables report campaign clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +61,10 @@ tables: ## Run records -> results/tables/ (published numbers beside ours; ARGS="
 
 report: ## The tables plus results/report.html (self-contained; opens in any browser)
 	$(BIN)/python -m lra.tables $(ARGS)
+
+campaign: ## Advance a campaign within a budget, then rebuild the tables: make campaign NAME=lra_table1 ARGS="budget=9m"
+	@test -n "$(NAME)" || { echo "make campaign NAME=<one of: $$(ls conf/campaign | sed 's/.yaml//' | tr '\n' ' ')> [ARGS=...]"; exit 2; }
+	$(BIN)/python -m lra.campaign $(NAME) $(ARGS)
 
 clean: ## Remove caches of Python and pytest (not data/, models/ or results/)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

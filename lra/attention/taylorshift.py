@@ -42,7 +42,8 @@ def _tensor_square(x: torch.Tensor) -> torch.Tensor:
 class TaylorShiftAttention(AttentionBackend):
     """TaylorShift (Nauen, Palacio, Dengel, ICPR 2024, arXiv 2403.02920; code: github.com/tobna/TaylorShift).
 
-    With ``q^ = tau_h q / |q|`` (learnable per-head temperature ``tau``, init 1) and ``k^ = k / |k|``,
+    With ``q^ = tau_h q / |q|`` (learnable per-head temperature ``tau``, initialised at ``temperature``: 1 in the
+    authors' code) and ``k^ = k / |k|``,
     ``s_ij = q^_i . k^_j`` and
 
         w_ij = a s_ij^2 + b s_ij + c          (a, b, c = 1/2, 1, 1: the Taylor expansion of exp)
@@ -108,6 +109,7 @@ class TaylorShiftAttention(AttentionBackend):
         c: float = 1.0,
         output_normalized: bool = True,
         impl: str = "auto",
+        temperature: float = 1.0,
     ):
         super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
                          causal=causal)
@@ -136,7 +138,9 @@ class TaylorShiftAttention(AttentionBackend):
         self.a, self.b, self.c = a, b, c
         self.output_normalized = output_normalized
         self.impl = impl
-        self.temperature = nn.Parameter(torch.ones(1, num_heads, 1, 1))
+        if temperature <= 0:
+            raise ValueError(f"taylorshift temperature (every head's initial tau) must be positive, got {temperature}")
+        self.temperature = nn.Parameter(torch.full((1, num_heads, 1, 1), float(temperature)))
 
     def extra_repr(self) -> str:
         return (

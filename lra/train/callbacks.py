@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import resource
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -351,3 +353,40 @@ class DivergenceGuard(L.Callback):
             raise DivergedError(steps[bad[0]] if bad else trainer.global_step)
         if weights and not bool(torch.stack([p.isfinite().all() for p in pl_module.parameters()]).all()):
             raise DivergedError(trainer.global_step, "weights")
+
+
+class StopOnSignal(L.Callback):
+    """Stops training cleanly on SIGUSR1: the step under way ends, Lightning stops as at ``max_steps``
+    (``LastCheckpoint`` writes ``last.ckpt`` when training ends), the checkpoints are tested if
+    ``test_after_fit`` and the record is written. What a campaign sends before its wall-clock budget ends.
+
+    Lightning's own SIGTERM handling raises ``SIGTERMException`` at the next batch instead and saves
+    nothing, so a process stopped that way resumes from its last validation, not from where it stopped.
+    Lightning claims SIGUSR1 only on SLURM with auto-requeue, and only where no handler is installed.
+    """
+
+    SIGNAL = signal.SIGUSR1
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @classmethod
+    def install(cls) -> StopOnSignal:
+        """A callback whose handler listens from now on (signals reach only the main thread's handlers)."""
+        callback = cls()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(cls.SIGNAL, callback.request)
+        return callback
+
+    def request(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def _stop_if_requested(self, trainer: L.Trainer) -> None:
+        if self.requested:
+            trainer.should_stop = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_requested(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_requested(trainer)

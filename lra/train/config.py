@@ -239,15 +239,21 @@ def runs_root(cfg: DictConfig) -> Path:
     return Path(cfg.paths.models_dir) / cfg.task.name / cfg.attention.name / identity_key(cfg)
 
 
+def latest_checkpoint(cfg: DictConfig) -> Path | None:
+    """The most recent ``last.ckpt`` of a run with this config, or None where no such run has one."""
+    found = sorted(runs_root(cfg).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def find_last_checkpoint(cfg: DictConfig) -> Path:
     """The most recent ``last.ckpt`` of a run with this config (for ``ckpt_path=last``)."""
     root = runs_root(cfg)
-    found = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
+    found = latest_checkpoint(cfg)
+    if found is None:
         others = sorted(root.parent.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)[::-1]
         listed = ", ".join(str(p.parent.parent) for p in others[:3]) + (f" (and {len(others) - 3} more)"
                                                                          if len(others) > 3 else "")
         hint = (f"\nruns of this task and attention with other configs (latest first): {listed}"
                 "\npass ckpt_path=<path to last.ckpt> to resume one of them") if others else ""
         raise ConfigError(f"ckpt_path=last: no checkpoint of a run with this config under {root}{hint}")
-    return found[-1]
+    return found

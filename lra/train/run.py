@@ -21,6 +21,7 @@ from lra.train.callbacks import (
     EfficiencyMonitor,
     LastCheckpoint,
     RandomStateCheckpoint,
+    StopOnSignal,
     ValidationHistory,
 )
 from lra.train.checkpoints import (
@@ -30,7 +31,15 @@ from lra.train.checkpoints import (
     load_checkpoint,
     remove_orphans,
 )
-from lra.train.config import ConfigError, attention_options, check_top_level, find_last_checkpoint, runs_root, validate
+from lra.train.config import (
+    ConfigError,
+    attention_options,
+    check_top_level,
+    find_last_checkpoint,
+    latest_checkpoint,
+    runs_root,
+    validate,
+)
 from lra.train.logging import finish_wandb, make_wandb_logger, replay_history, run_location, wandb_segments
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore, environment, now
@@ -85,10 +94,13 @@ def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
 
 def resolve_run(cfg: DictConfig) -> RunPlace:
     """Where a new or resumed run lives, and what it resumes from (verified against its digest)."""
-    if cfg.ckpt_path is None:
+    ckpt_path = cfg.ckpt_path
+    if ckpt_path == "auto":  # a job that resumes itself (a campaign's, a requeued SLURM job's): last, or new
+        ckpt_path = "last" if latest_checkpoint(cfg) else None
+    if ckpt_path is None:
         run_id = cfg.run_id or secrets.token_hex(4)
         return RunPlace(run_id, runs_root(cfg) / run_id, None, 0, None)
-    ckpt = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    ckpt = find_last_checkpoint(cfg) if ckpt_path == "last" else Path(ckpt_path)
     checkpoint = load_checkpoint(ckpt)
     return RunPlace(checkpoint[RUN_ID_KEY], ckpt.parent.parent, ckpt, checkpoint.get(RESUMES_KEY, 0) + 1, checkpoint)
 
@@ -134,12 +146,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"run {place.run_id} is already finished (step {finished['metrics'].get('step')}); left as it is. "
               f"record: {store.path(place.run_id)}", flush=True)
         return finished
+    stop = StopOnSignal.install()  # before the data load: a stop asked for meanwhile ends training at once
     L.seed_everything(cfg.seed, workers=True)
     datamodule = prepare_data(cfg)
     module = build_module(cfg, datamodule.spec)
     monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
     run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), place.run_id, place.resumes)
-    extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), run_files]
+    extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), run_files, stop]
     trainer = make_trainer(cfg, place.run_dir, extra)
     if place.resume_from is not None:
         remove_orphans(place.resume_from.parent, place.resume_from, place.checkpoint)
