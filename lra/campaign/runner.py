@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 
 from lra.campaign.grid import PlannedRun
 from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Rate, RunState
-from lra.train.cli import USER_ERRORS
+from lra.train.cli import user_errors
 from lra.train.config import ConfigError
 from lra.train.run import prepare_data
 
@@ -103,7 +103,7 @@ def prepare_data_once(queue: list[tuple[PlannedRun, RunState]]) -> list[tuple[Pl
         try:
             prepare_data(run.config)
             prepared[key] = True
-        except USER_ERRORS as error:
+        except user_errors() as error:
             prepared[key] = False
             print(f"skip   {run.config.task.name} runs with these task settings: {error}", flush=True)
     return [(run, state) for run, state in queue if prepared[_data_key(run)]]

@@ -89,12 +89,18 @@ def one_console_line_per_message() -> None:
         logger.propagate = True
 
 
-def run_or_explain(function: Callable[..., Any], *args: Any) -> Any:
-    """Run an entry point; an error a user can fix becomes ``error: <message>`` and exit code 2, a diverged
-    run its message and exit code 3."""
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a user can fix (config, data, checkpoint), each with a message that says how."""
     from lra.attention import UnknownBackendError
     from lra.data import DataError, UnknownTaskError
     from lra.train.config import ConfigError
+
+    return ConfigError, DataError, UnknownBackendError, UnknownTaskError
+
+
+def run_or_explain(function: Callable[..., Any], *args: Any) -> Any:
+    """Run an entry point; an error a user can fix becomes ``error: <message>`` and exit code 2, a diverged
+    run its message and exit code 3."""
     from lra.train.run import RunDiverged
 
     one_console_line_per_message()
@@ -103,7 +109,7 @@ def run_or_explain(function: Callable[..., Any], *args: Any) -> Any:
     except RunDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
-    except (ConfigError, DataError, UnknownBackendError, UnknownTaskError) as error:
+    except user_errors() as error:
         if full_errors():
             raise
         print(f"error: {error}", file=sys.stderr)

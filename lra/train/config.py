@@ -74,9 +74,13 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
     for group, group_hints in hints.items():
         _check_types(group, OmegaConf.to_container(cfg[group], resolve=True), group_hints, sources)
     try:
-        ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
+        model = ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if model.causal and not backend_class(name).supports_causal:
+        causal = [n for n in lra.attention.available() if backend_class(n).supports_causal]
+        raise ConfigError(f"model.causal=true: attention {name!r} has no causal form; backends with one: "
+                          f"{', '.join(causal)}")
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (LRA counts steps)")
 

@@ -81,3 +81,10 @@ def test_runs_started_in_the_same_second_get_a_hydra_folder_each(monkeypatch: py
     monkeypatch.setattr(os, "getpid", lambda: 4242)
     hydra = compose_train(hydra_config=True).hydra
     assert hydra.run.dir.endswith("-4242") and hydra.sweep.dir.endswith("-4242")
+
+
+def test_causal_attention_with_a_backend_that_has_none_is_one_message() -> None:
+    cfg = compose_train(["attention=nystrom", "model.causal=true", "model.pooling=mean"])
+    with pytest.raises(ConfigError, match="attention 'nystrom' has no causal form; backends with one: .*softmax"):
+        validate(cfg)
+    validate(compose_train(["attention=linear", "model.causal=true", "model.pooling=mean"]))

@@ -65,6 +65,7 @@ def lr_at(cfg: DictConfig, step: int) -> float:
 def test_presets_exist() -> None:
     expected = {f"lra/{t}" for t in ("listops", "text", "retrieval", "image", "pathfinder", "pathx")}
     expected |= {f"taylorshift/{t}" for t in ("listops", "text", "image", "pathfinder")}
+    expected |= {f"recipe/{r}" for r in ("listops_performer", "listops_taylorshift", "pathfinder")}
     assert set(PRESETS) == expected
 
 
@@ -72,6 +73,10 @@ def test_presets_exist() -> None:
 def test_preset_cites_its_source_and_leaves_the_backend_free(preset: str) -> None:
     text = (EXPERIMENTS / f"{preset}.yaml").read_text()
     assert text.startswith("# @package _global_\n")
+    if preset.startswith("recipe/"):  # labelled as a recipe, with its sources; it may be for one backend
+        assert text.splitlines()[1].startswith("# RECIPE, not LRA's protocol:")
+        assert "../shared/reference/recipes.md" in text or "published.md" in text
+        return
     assert SOURCES[preset.split("/")[0]] in text
     raw = OmegaConf.load(EXPERIMENTS / f"{preset}.yaml")
     assert "attention" not in raw and not any("attention" in str(d) for d in raw.defaults)
