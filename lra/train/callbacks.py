@@ -80,6 +80,7 @@ class EfficiencyMonitor(L.Callback):
         self.validation_peak: float | None = None
         self.training_ended = False
         self.fit_ended: float | None = None
+        self.per_rank: list[dict[str, Any]] = []  # every process's counts, under data parallelism
         self.validation_seconds = 0.0
         self.validation_started: float | None = None
 
@@ -149,6 +150,8 @@ class EfficiencyMonitor(L.Callback):
             self.validation_started = None
         if self.device.type == "cuda" and not trainer.sanity_checking:
             self.validation_peak = max(self.validation_peak or 0.0, self._cuda_peak())
+        if not trainer.sanity_checking:
+            self._gather_ranks(trainer)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self._pause()
@@ -159,10 +162,10 @@ class EfficiencyMonitor(L.Callback):
             self.training_peak = max(self.training_peak, self._cuda_peak())
         self.training_ended = True
         self.fit_ended = time.perf_counter()
+        self._gather_ranks(trainer)
 
-    def segment(self) -> dict[str, Any]:
-        """This process's measurement, as counts (rates are taken when segments are pooled)."""
-        running = time.perf_counter() - self.started if self.started is not None else 0.0
+    def _local_counts(self) -> dict[str, Any]:
+        """This process's samples, tokens and peak memory (MiB) so far, and the memory's kind."""
         if self.device.type == "cuda":
             peak, kind = self.training_peak, "cuda_max_allocated_training"
             if not self.training_ended:  # a checkpoint taken mid-training: the stretch under way counts too
@@ -170,12 +173,38 @@ class EfficiencyMonitor(L.Callback):
         else:
             peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
         real = self.real_tokens if isinstance(self.real_tokens, int) else int(self.real_tokens.item())
+        return {"samples": self.samples, "tokens": real, "padded_tokens": self.padded_tokens,
+                "peak_memory_mib": round(peak, 1), "memory_kind": kind}
+
+    def _gather_ranks(self, trainer: L.Trainer) -> None:
+        """Under data parallelism, every process's counts (at a validation and at the end of training, where
+        all of them are): the record counts throughput over all ranks and memory per rank."""
+        if trainer.world_size == 1:
+            return
+        local = self._local_counts()
+        keys = ("samples", "tokens", "padded_tokens", "peak_memory_mib")
+        values = torch.tensor([float(local[key]) for key in keys], dtype=torch.float64,
+                              device=trainer.strategy.root_device)
+        gathered = trainer.strategy.all_gather(values).reshape(trainer.world_size, len(keys)).tolist()
+        self.per_rank = [{key: (round(v, 1) if key == "peak_memory_mib" else int(v)) for key, v in zip(keys, row,
+                                                                                                         strict=True)}
+                         for row in gathered]
+
+    def segment(self) -> dict[str, Any]:
+        """This run's measurement in this process (over all ranks under data parallelism, with each rank's
+        counts in ``per_rank``), as counts: rates are taken when segments are pooled."""
+        running = time.perf_counter() - self.started if self.started is not None else 0.0
+        counts = self._local_counts()
+        if self.per_rank:
+            counts.update({key: sum(rank[key] for rank in self.per_rank)
+                           for key in ("samples", "tokens", "padded_tokens")})
+            counts.update(peak_memory_mib=max(rank["peak_memory_mib"] for rank in self.per_rank),
+                          peak_memory_sum_mib=round(sum(rank["peak_memory_mib"] for rank in self.per_rank), 1),
+                          per_rank=self.per_rank)
         fit = (self.fit_ended or time.perf_counter()) - self.fit_started
         return {"device": describe_device(self.device), "device_processes": self.device_processes,
-                "memory_kind": kind, "steps": self.steps, "seconds": round(self.elapsed + running, 3),
-                "fit_seconds": round(fit, 3), "validation_seconds": round(self.validation_seconds, 3),
-                "samples": self.samples, "tokens": real, "padded_tokens": self.padded_tokens,
-                "peak_memory_mib": round(peak, 1),
+                "processes": len(self.per_rank) or 1, "steps": self.steps, "seconds": round(self.elapsed + running, 3),
+                "fit_seconds": round(fit, 3), "validation_seconds": round(self.validation_seconds, 3), **counts,
                 "validation_peak_memory_mib": None if self.validation_peak is None else round(self.validation_peak, 1)}
 
     def state_dict(self) -> dict[str, Any]:
@@ -192,7 +221,8 @@ class EfficiencyMonitor(L.Callback):
 
 def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
     """Rates and peak memory over the segments measured under the conditions of the longest one."""
-    conditions = lambda segment: (segment["device"], segment["device_processes"], segment["memory_kind"])  # noqa: E731
+    conditions = lambda segment: (segment["device"], segment["device_processes"], segment["memory_kind"],  # noqa: E731
+                                  segment.get("processes", 1))
     longest = max(segments, key=lambda segment: segment["steps"])
     pooled = [segment for segment in segments if conditions(segment) == conditions(longest)]
     total = {key: sum(segment[key] for segment in pooled)
@@ -202,6 +232,10 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
                         if segment.get("validation_peak_memory_mib") is not None]
     timed = [segment for segment in segments if "fit_seconds" in segment]  # older records' segments lack it
     fit_seconds = sum(segment["fit_seconds"] for segment in timed)
+    ranks = longest.get("processes", 1)
+    per_rank = [{"samples_per_s": rate(sum(segment["per_rank"][r]["samples"] for segment in pooled)),
+                 "peak_memory_mib": max(segment["per_rank"][r]["peak_memory_mib"] for segment in pooled)}
+                for r in range(ranks)] if ranks > 1 and all("per_rank" in s for s in pooled) else None
     return {
         "steps_per_s": rate(total["steps"]),
         "samples_per_s": rate(total["samples"]),
@@ -214,6 +248,10 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
         "measured_seconds": round(total["seconds"], 3),
         "device_processes": longest["device_processes"],
         "pooled_segments": len(pooled),
+        "processes": ranks,
+        "peak_memory_sum_mib": max((s["peak_memory_sum_mib"] for s in pooled if "peak_memory_sum_mib" in s),
+                                   default=None),
+        "per_rank": per_rank,
         "fit_seconds": round(fit_seconds, 3) if timed else None,
         "validation_fraction": round(sum(s["validation_seconds"] for s in timed) / fit_seconds, 4)
         if fit_seconds > 0 else None,

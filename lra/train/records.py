@@ -26,7 +26,11 @@ A record (``schema`` 1) holds:
                      final tests included); ``measured_steps``, ``warmup_steps``,
                      ``device_processes``; ``segments``, the counts measured by each process that trained
                      the run (one, or more for a resumed run), and how many of them the rates pool
-                     (``pooled_segments``)
+                     (``pooled_segments``); ``fit_seconds`` and ``validation_fraction`` (the share of
+                     training time spent validating); ``speed``, the speed options in force (compile,
+                     unpad, bucket, trim_train, trim_eval); under data parallelism ``processes`` (ranks),
+                     rates over all of them, ``peak_memory_mib`` the largest rank's, ``peak_memory_sum_mib``
+                     their sum and ``per_rank`` (samples/s and peak memory of each rank)
     ``history``      [{``step``, ``val/acc``, ``val/loss``, ``train/loss``}, ...] at each validation
     ``environment``  ``device``, ``torch``, ``lightning``, ``git_commit``, ``hostname``
     ``paths``        ``run_dir``, ``checkpoints`` (best, last), ``wandb`` (this process's wandb run folder or
@@ -108,10 +112,14 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 class ResultsStore:
-    """Records of one kind (``runs`` or ``evals``) under a results folder."""
+    """Records of one kind (``runs`` or ``evals``) under a results folder.
 
-    def __init__(self, results_dir: str | Path, kind: str = "runs"):
+    ``writable=False``: a store that reads but never writes, for the processes of a data-parallel run other
+    than rank 0, so that a run has one record and one writer."""
+
+    def __init__(self, results_dir: str | Path, kind: str = "runs", writable: bool = True):
         self.directory = Path(results_dir) / kind
+        self.writable = writable
 
     def path(self, run_id: str) -> Path:
         return self.directory / f"{run_id}.json"
@@ -124,7 +132,8 @@ class ResultsStore:
         record = {**record, "schema": SCHEMA, "updated": now()}
         record.setdefault("created", record["updated"])
         path = self.path(record["run_id"])
-        write_json_atomic(path, record)
+        if self.writable:
+            write_json_atomic(path, record)
         return path
 
     def update(self, run_id: str, **fields: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -10,6 +11,7 @@ import hydra
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 import lra.attention
@@ -45,6 +47,9 @@ from lra.train.module import LRAModule
 from lra.train.records import ResultsStore, environment, now
 
 RUN_ID_KEY = "lra_run_id"
+# Data-parallel training: Lightning starts the other processes from the same command line inside fit; they find
+# the run's id here (rank 0 sets it for their start), so that the run has one id, folder, record and wandb run.
+RUN_ID_ENV = "LRA_RUN_ID"
 RESUMES_KEY = "lra_resumes"
 __all__ = ["CONFIG_KEY", "RunDiverged", "evaluate", "load_checkpoint", "train"]
 
@@ -98,7 +103,7 @@ def resolve_run(cfg: DictConfig) -> RunPlace:
     if ckpt_path == "auto":  # a job that resumes itself (a campaign's, a requeued SLURM job's): last, or new
         ckpt_path = "last" if latest_checkpoint(cfg) else None
     if ckpt_path is None:
-        run_id = cfg.run_id or secrets.token_hex(4)
+        run_id = cfg.run_id or (os.environ.get(RUN_ID_ENV) if rank_zero_only.rank > 0 else None) or secrets.token_hex(4)
         return RunPlace(run_id, runs_root(cfg) / run_id, None, 0, None)
     ckpt = find_last_checkpoint(cfg) if ckpt_path == "last" else Path(ckpt_path)
     checkpoint = load_checkpoint(ckpt)
@@ -127,8 +132,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callbac
     last = LastCheckpoint(checkpoints, best)
     callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps), best, last]
     try:
+        # use_distributed_sampler=False: the data modules' samplers shard the global batch themselves
         return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=False, callbacks=callbacks,
-                         default_root_dir=run_dir, plugins=[CheckedCheckpointIO()])
+                         default_root_dir=run_dir, plugins=[CheckedCheckpointIO()], use_distributed_sampler=False)
     except (MisconfigurationException, ValueError, TypeError) as error:
         raise ConfigError(f"trainer: {error}") from None
 
@@ -141,7 +147,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     leaves it ``running`` (until it is resumed)."""
     validate(cfg)
     place = resolve_run(cfg)
-    store = ResultsStore(cfg.paths.results_dir)
+    main = rank_zero_only.rank == 0  # under data parallelism, rank 0 alone writes the record and logs
+    store = ResultsStore(cfg.paths.results_dir, writable=main)
     if (finished := finished_record(store, place, cfg)) is not None:
         print(f"run {place.run_id} is already finished (step {finished['metrics'].get('step')}); left as it is. "
               f"record: {store.path(place.run_id)}", flush=True)
@@ -154,18 +161,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), place.run_id, place.resumes)
     extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), run_files, stop]
     trainer = make_trainer(cfg, place.run_dir, extra)
-    if place.resume_from is not None:
+    if place.resume_from is not None and main:
         remove_orphans(place.resume_from.parent, place.resume_from, place.checkpoint)
     record = base_record(cfg, place, datamodule, module, store)
     store.save(record)
     logger = None
     try:
-        logger = make_wandb_logger(cfg, place.run_id, place.run_dir, datamodule.spec.name)
+        logger = make_wandb_logger(cfg, place.run_id, place.run_dir, datamodule.spec.name) if main else None
         trainer.logger = logger
         record["paths"].update(wandb=run_location(logger), wandb_segments=wandb_segments(logger, place.run_dir))
         if place.checkpoint is not None:
             replay_history(logger, recorded_history(place.checkpoint))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=place.resume_from, weights_only=True)
+        os.environ[RUN_ID_ENV] = place.run_id
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=place.resume_from, weights_only=True)
+        finally:
+            os.environ.pop(RUN_ID_ENV, None)
         # read before the tests: loading a checkpoint to test it restores the callbacks' states
         fitted = {"history": list(history.history),
                   "efficiency": {**monitor.summary(), "speed": speed_options(module, datamodule)}}
@@ -185,7 +196,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.experiment.summary.update({**metrics, **efficiency, "params": record["params"]})
     store.save(record)
     finish_wandb(logger, exit_code=0)
-    print_summary(record, store.path(place.run_id))
+    if main:
+        print_summary(record, store.path(place.run_id))
     return record
 
 
