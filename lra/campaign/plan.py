@@ -147,7 +147,7 @@ def checkpoint_step(path: Path) -> int:
 
 def state_of(run: PlannedRun, records: Records) -> RunState:
     own = records.of(run)
-    for record in own:
+    for record in sorted(own, key=lambda r: r.get("created") or "", reverse=True):  # the latest, as the tables count
         metrics = record.get("metrics") or {}
         if (record.get("status") == "finished" and (metrics.get("step") or 0) >= run.max_steps
                 and metrics.get("test/acc@best") is not None):
