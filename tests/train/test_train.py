@@ -254,7 +254,7 @@ def test_training_peak_memory_leaves_validation_and_tests_out(monkeypatch: pytes
     for name in ("max_memory_allocated", "reset_peak_memory_stats"):
         monkeypatch.setattr(torch.cuda, name, getattr(memory, name))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
-    trainer = SimpleNamespace(sanity_checking=False, global_step=0,
+    trainer = SimpleNamespace(sanity_checking=False, global_step=0, world_size=1,
                               strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
     monitor = EfficiencyMonitor(warmup_steps=0)
     monitor.on_train_start(trainer, None)
