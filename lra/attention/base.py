@@ -44,6 +44,10 @@ class AttentionBackend(nn.Module):
     * ``supports_recurrent``: has the recurrent step above (implies ``supports_causal``).
     * ``padding_protocol``: how padding enters the function, as run records state it (``protocol.
       attention_padding``).
+    * ``permutation_equivariant``: permuting the tokens permutes the outputs (the output at a token depends on
+      the others only as a set); None: not stated (the contract check then skips it).
+
+    ``lra.attention.contract`` checks all of this (``python -m lra.attention check module:Class``).
 
     Args shared by every backend (given by ``lra.attention.create``):
         num_heads: heads H.
@@ -63,6 +67,7 @@ class AttentionBackend(nn.Module):
     supports_causal: ClassVar[bool] = False
     supports_recurrent: ClassVar[bool] = False
     padding_protocol: ClassVar[str] = "padded keys masked: each example's real outputs are its unpadded sequence's"
+    permutation_equivariant: ClassVar[bool | None] = None
 
     def __init__(self, *, num_heads: int, head_dim: int, max_length: int | None = None, dropout: float = 0.0,
                  causal: bool = False):

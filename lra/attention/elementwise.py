@@ -62,6 +62,7 @@ class ElementwiseAttention(AttentionBackend):
     function.
     """
 
+    permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
 

@@ -30,6 +30,7 @@ class LinearAttention(AttentionBackend):
     tokens. Recurrent form (the paper's RNN): the state is ``sum_j phi(k_j) [1 | v_j]^T``, (d, d + 1).
     """
 
+    permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
 

@@ -32,6 +32,8 @@ class LinformerAttention(AttentionBackend):
     positions). Dropout applies to the (N x k) attention weights.
     """
 
+    permutation_equivariant = False
+
     def __init__(
         self,
         *,

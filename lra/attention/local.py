@@ -50,6 +50,7 @@ class LocalAttention(AttentionBackend):
     Time O(N w d), memory O(N w). Not permutation-equivariant. Dropout applies to the window weights.
     """
 
+    permutation_equivariant = False
     supports_causal = True
 
     def __init__(

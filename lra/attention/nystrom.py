@@ -41,6 +41,8 @@ class NystromAttention(AttentionBackend):
     Dropout does not apply: the three factors are not attention weights.
     """
 
+    permutation_equivariant = False
+
     def __init__(
         self,
         *,

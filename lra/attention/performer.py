@@ -72,6 +72,7 @@ class PerformerAttention(AttentionBackend):
     maximum; each token rescales the sums by ``exp(s_old - s_new)``.
     """
 
+    permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
 

@@ -58,6 +58,7 @@ class SoftmaxAttention(AttentionBackend):
     ``padding=varlen`` is refused.
     """
 
+    permutation_equivariant = True
     packs_sequences = True
     supports_causal = True
 

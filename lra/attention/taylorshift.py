@@ -89,6 +89,7 @@ class TaylorShiftAttention(AttentionBackend):
     ``sum_j (k~_j (x) k~_j, k~_j, 1) [1 | v_j]^T``, (d^2 + d + 1, d + 1), and the count of tokens seen.
     """
 
+    permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
     padding_protocol = (AttentionBackend.padding_protocol + "; the TaylorShift authors' code has no mask and "

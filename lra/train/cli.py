@@ -68,6 +68,9 @@ def unknown_override(config_name: str, argv: list[str]) -> str | None:
             if (isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.parent_node is not None
                     and str(error).startswith("Could not override")):
                 parent = (cause.full_key or "").rpartition(".")[0]
+                if parent == "attention" and "attention=custom" in overrides:
+                    return (f"attention.{cause.key}: the options of a backend of your own are added with a +: "
+                            f"+attention.{cause.key}=... (python -m lra.attention check TARGET checks them)")
                 valid = [str(key) for key in cause.parent_node if key != "hydra"]
                 return unknown_key_message(str(cause.key), parent, valid)
         except Exception:  # anything else: Hydra says it in its own words

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import lra.attention
 import lra.data
-from lra.attention.registry import backend_class
+from lra.attention.registry import AttentionChoice, UnknownBackendError, backend_class
 from lra.model import ModelConfig
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -43,22 +43,19 @@ class ConfigError(ValueError):
     """A config the run cannot use; the message names the key and the valid values."""
 
 
-def attention_options(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    options = OmegaConf.to_container(cfg.attention, resolve=True)
-    return options.pop("name"), options
+def attention_choice(cfg: DictConfig) -> AttentionChoice:
+    """The run's attention backend and options (``attention=custom``: the class ``attention.target`` names)."""
+    try:
+        return AttentionChoice.from_config(OmegaConf.to_container(cfg.attention, resolve=True))
+    except UnknownBackendError as error:
+        raise ConfigError(str(error)) from None
 
 
 def validate(cfg: DictConfig, config_name: str = "train") -> None:
     """Fail before any work if a key is unknown or a value has the wrong type; the message names the key,
     the value and what is expected."""
     check_top_level(cfg, config_name)
-    name, options = attention_options(cfg)
-    if name not in lra.attention.available():
-        raise ConfigError(f"unknown attention {name!r}; known: {', '.join(lra.attention.available())}")
-    unknown = sorted(set(options) - set(lra.attention.options(name)))
-    if unknown:
-        raise ConfigError(f"attention {name!r} has no option(s) {', '.join(unknown)}; "
-                          f"its options: {', '.join(sorted(lra.attention.options(name))) or '(none)'}")
+    attention = attention_choice(cfg)
     if cfg.task.name not in lra.data.TASKS:
         raise ConfigError(f"unknown task {cfg.task.name!r}; known: {', '.join(sorted(lra.data.TASKS))}")
     _check_keys("task", cfg.task, lra.data.task_options(cfg.task.name) | {"name"})
@@ -70,16 +67,16 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
             _check_target(group, cfg[group])
     sources = _interpolated_from(cfg)
     hints = {"trainer": _hints(L.Trainer.__init__), "model": _hints(ModelConfig),
-             "attention": _hints(backend_class(name).__init__), "task": _task_hints(cfg.task.name)}
+             "attention": _hints(attention.backend_class.__init__), "task": _task_hints(cfg.task.name)}
     for group, group_hints in hints.items():
         _check_types(group, OmegaConf.to_container(cfg[group], resolve=True), group_hints, sources)
     try:
         model = ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if model.causal and not backend_class(name).supports_causal:
+    if model.causal and not attention.backend_class.supports_causal:
         causal = [n for n in lra.attention.available() if backend_class(n).supports_causal]
-        raise ConfigError(f"model.causal=true: attention {name!r} has no causal form; backends with one: "
+        raise ConfigError(f"model.causal=true: attention {attention.name!r} has no causal form; backends with one: "
                           f"{', '.join(causal)}")
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (LRA counts steps)")

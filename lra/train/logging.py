@@ -15,6 +15,8 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from lra.train.config import attention_choice
+
 
 def wandb_mode(configured: str) -> str:
     """``auto``: WANDB_MODE if set, else online when an API key is known (``wandb login``), else offline."""
@@ -37,14 +39,15 @@ def make_wandb_logger(cfg: DictConfig, run_id: str, run_dir: Path, task_name: st
     if not settings or settings.mode == "disabled":
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
-    tags = [f"attention:{cfg.attention.name}", f"task:{task_name}", *(OmegaConf.to_container(settings.tags) or [])]
+    attention = attention_choice(cfg).name
+    tags = [f"attention:{attention}", f"task:{task_name}", *(OmegaConf.to_container(settings.tags) or [])]
     if cfg.get("preset"):
         tags.append(f"preset:{cfg.preset}")
     logger = WandbLogger(
         project=settings.project,
         entity=settings.entity,
         group=settings.group or task_name,
-        name=f"{task_name}-{cfg.attention.name}-{run_id}",
+        name=f"{task_name}-{attention}-{run_id}",
         id=run_id,
         resume="allow",
         save_dir=str(run_dir),

@@ -14,7 +14,6 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-import lra.attention
 import lra.data
 from lra.model import ModelConfig
 from lra.train.callbacks import (
@@ -35,7 +34,7 @@ from lra.train.checkpoints import (
 )
 from lra.train.config import (
     ConfigError,
-    attention_options,
+    attention_choice,
     check_top_level,
     find_last_checkpoint,
     latest_checkpoint,
@@ -83,10 +82,10 @@ class RunPlace(NamedTuple):
 
 
 def build_module(cfg: DictConfig, spec: lra.data.TaskSpec) -> LRAModule:
-    name, options = attention_options(cfg)
+    attention = attention_choice(cfg)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return LRAModule(spec, ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True)), name, options,
-                     optimizer=hydra.utils.instantiate(cfg.optimizer), scheduler=scheduler)
+    return LRAModule(spec, ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True)), attention.name,
+                     attention.options, optimizer=hydra.utils.instantiate(cfg.optimizer), scheduler=scheduler)
 
 
 def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
@@ -246,7 +245,7 @@ def base_record(cfg: DictConfig, place: RunPlace, datamodule, module: LRAModule,
         "status": "running",
         "task": datamodule.spec.name,
         "task_variant": cfg.task.get("variant"),
-        "attention": cfg.attention.name,
+        "attention": attention_choice(cfg).name,
         "preset": cfg.get("preset"),
         "seed": cfg.seed,
         "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
@@ -255,7 +254,7 @@ def base_record(cfg: DictConfig, place: RunPlace, datamodule, module: LRAModule,
             "test_checkpoints": {"best": "highest val/acc", "last": "last training step"},
             "data_source": datamodule.describe_source(),
             "train_batches": datamodule.describe_batches(),
-            "attention_padding": lra.attention.backend_class(cfg.attention.name).padding_protocol,
+            "attention_padding": attention_choice(cfg).backend_class.padding_protocol,
         },
         "environment": environment(),
         "paths": {"run_dir": str(place.run_dir)},
@@ -359,7 +358,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics = {f"{split}/acc": result["test/acc"], f"{split}/loss": result["test/loss"],
                f"{split}/majority_acc": datamodule.majority_accuracy(split)}
     record = {"run_id": eval_id, "kind": "eval", "source_run": run_id, "checkpoint": str(Path(cfg.ckpt).resolve()),
-              "split": split, "task": datamodule.spec.name, "attention": run_cfg.attention.name,
+              "split": split, "task": datamodule.spec.name, "attention": attention_choice(run_cfg).name,
               "step": checkpoint.get("global_step"), "metrics": metrics,
               "environment": environment(), "config": OmegaConf.to_container(run_cfg, resolve=True)}
     path = ResultsStore(cfg.paths.results_dir, kind="evals").save(record)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 import lra.attention
+from lra.attention.contract import random_qkv as qkv
+from lra.attention.contract import suffix_padding
 
 # Every backend, in every form worth testing, with options small enough for fast CPU tests.
 # Each entry: (id, name, options). Linformer's max_length comes from the test.
@@ -33,14 +35,12 @@ CASE_IDS = [case[0] for case in CASES]
 # generated from the registry cover a backend added later without this file being edited.
 ALL_FORMS = CASES + [(f"{name}-defaults", name, {}) for name in lra.attention.available()
                      if (name, {}) not in [(n, o) for _, n, o in CASES]]
+ALL_FORM_IDS = [case[0] for case in ALL_FORMS]
 
 
 def forms(flag: str) -> list[tuple[str, str, dict]]:
     """The entries of ALL_FORMS whose backend class has the capability flag ``flag`` (e.g. supports_causal)."""
     return [case for case in ALL_FORMS if getattr(lra.attention.backend_class(case[1]), flag)]
-
-# Mechanisms whose output for token i depends on the other tokens only as a set.
-PERMUTATION_EQUIVARIANT = {"softmax", "taylorshift", "performer", "elementwise", "linear"}
 
 
 def build(name: str, options: dict, *, heads: int = 2, head_dim: int = 8, max_length: int = 64,
@@ -51,13 +51,4 @@ def build(name: str, options: dict, *, heads: int = 2, head_dim: int = 8, max_le
     return backend.to(dtype).eval()
 
 
-def qkv(batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None, requires_grad: bool = False) -> list[torch.Tensor]:
-    """Fresh standard-normal q, k, v of shape (B, H, N, d)."""
-    tensors = [torch.randn(batch, heads, length, head_dim, generator=generator, dtype=dtype) for _ in range(3)]
-    return [t.requires_grad_(requires_grad) for t in tensors]
-
-
-def suffix_padding(lengths: list[int], total: int) -> torch.Tensor:
-    """(B, total) mask, True after each example's ``lengths[b]`` real tokens."""
-    return torch.arange(total)[None, :] >= torch.tensor(lengths)[:, None]
+__all__ = ["ALL_FORMS", "ALL_FORM_IDS", "CASES", "CASE_IDS", "build", "forms", "qkv", "suffix_padding"]

@@ -10,24 +10,16 @@ import pytest
 import torch
 
 import lra.attention
+from lra.attention import contract
 from lra.attention.causal import causal_sum
 from lra.data.base import TaskSpec
 from lra.model import LRAClassifier, ModelConfig
-from tests.attention.cases import build, forms, qkv, suffix_padding
+from tests.attention.cases import build, forms, qkv
 
 CAUSAL = forms("supports_causal")
 RECURRENT = [case for case in forms("supports_recurrent")
              if build(case[1], case[2], causal=True).recurrent_unavailable() is None]
 NOT_CAUSAL = [name for name in lra.attention.available() if not lra.attention.backend_class(name).supports_causal]
-
-
-def twins(name: str, options: dict, length: int) -> tuple[lra.attention.AttentionBackend, ...]:
-    """The backend built causal and not, float64, with the same parameters and buffers."""
-    torch.manual_seed(0)
-    causal = build(name, options, max_length=length, dtype=torch.float64, causal=True)
-    plain = build(name, options, max_length=length, dtype=torch.float64)
-    plain.load_state_dict(causal.state_dict())
-    return causal, plain
 
 
 def test_capability_flags_are_consistent():
@@ -56,62 +48,36 @@ def test_a_backend_without_a_causal_form_refuses_by_name(name):
 @pytest.mark.parametrize(("case", "name", "options"), CAUSAL, ids=[case[0] for case in CAUSAL])
 def test_causal_output_is_the_output_on_the_prefix(case, name, options):
     """Padded batch, causal: each real position equals the non-causal backend on that example's prefix."""
-    lengths, total = [70, 23], 70  # past one block of the chunked causal sums (64 tokens)
-    causal, plain = twins(name, options, total)
-    mask = suffix_padding(lengths, total)
-    q, k, v = qkv(2, 2, total, 8, dtype=torch.float64)
-    with torch.no_grad():
-        out = causal(q, k, v, key_padding_mask=mask)
-        for b, length in enumerate(lengths):
-            for i in (0, 1, 5, 15, 16, 22, 40, 63, 64, 69):
-                if i < length:
-                    prefix = plain(q[b:b + 1, :, :i + 1], k[b:b + 1, :, :i + 1], v[b:b + 1, :, :i + 1])
-                    torch.testing.assert_close(out[b, :, i], prefix[0, :, i], rtol=1e-10, atol=1e-10)
+    contract.check_causal_prefix(contract.factory(name, options))
 
 
 @pytest.mark.parametrize(("case", "name", "options"), CAUSAL, ids=[case[0] for case in CAUSAL])
 def test_later_tokens_have_no_influence_in_float32(case, name, options):
     """Large later keys and values (which could overflow a shared stabiliser) leave earlier outputs as they are."""
-    torch.manual_seed(3)
-    backend = build(name, options, max_length=80, causal=True)
-    q, k, v = qkv(1, 2, 80, 8)
-    with torch.no_grad():
-        before = backend(q, k, v)
-        for t in (q, k, v):
-            t[:, :, 50:] = 1e3 * torch.randn_like(t[:, :, 50:])
-        after = backend(q, k, v)
-    torch.testing.assert_close(after[:, :, :50], before[:, :, :50])
+    contract.check_later_tokens_have_no_influence(contract.factory(name, options))
 
 
 @pytest.mark.parametrize(("case", "name", "options"), CAUSAL, ids=[case[0] for case in CAUSAL])
 def test_causal_gradients_are_finite_with_leading_and_trailing_padding(case, name, options):
-    torch.manual_seed(4)
-    backend = build(name, options, heads=2, head_dim=8, max_length=40, causal=True).train()
-    q, k, v = qkv(2, 2, 40, 8, requires_grad=True)
-    mask = suffix_padding([31, 40], 40)
-    mask[1, :9] = True  # example 1: padding first, then real tokens
-    out = backend(q, k, v, key_padding_mask=mask)
-    assert torch.isfinite(out).all()
-    (out[~mask[:, None, :, None].expand_as(out)] ** 2).sum().backward()
-    for tensor in (q, k, v, *backend.parameters()):
-        assert torch.isfinite(tensor.grad).all()
+    contract.check_gradients(contract.factory(name, options), causal=True)
 
 
 @pytest.mark.parametrize(("case", "name", "options"), RECURRENT, ids=[case[0] for case in RECURRENT])
 def test_recurrent_steps_equal_the_causal_forward(case, name, options):
     """init_state, then one token at a time: the causal parallel form's outputs, to 1e-6 in float64."""
-    length = 70
-    backend, _ = twins(name, options, length)
-    q, k, v = qkv(2, 2, length, 8, dtype=torch.float64)
-    with torch.no_grad():
-        parallel = backend(q, k, v)
-        state = backend.init_state(2, dtype=torch.float64)
-        outputs = []
-        for t in range(length):
-            out, state = backend.step(state, q[:, :, t], k[:, :, t], v[:, :, t])
-            outputs.append(out)
+    contract.check_recurrent_steps(contract.factory(name, options))
+
+
+def test_the_state_keeps_the_precision_it_is_given():
+    backend = build("linear", {}, dtype=torch.float64, causal=True)
+    state = backend.init_state(2, dtype=torch.float64)
+    _, state = backend.step(state, *(torch.randn(2, 2, 8, dtype=torch.float64) for _ in range(3)))
     assert all(tensor.dtype == torch.float64 for tensor in state.values())
-    torch.testing.assert_close(torch.stack(outputs, dim=2), parallel, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NOT_CAUSAL)
+def test_a_backend_without_a_causal_form_is_refused_by_the_contract_check(name):
+    contract.check_causal_refused(contract.factory(name))
 
 
 @pytest.mark.parametrize(("case", "name", "options"), RECURRENT[:1] + RECURRENT[-1:],

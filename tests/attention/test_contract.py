@@ -1,4 +1,6 @@
-"""The contract every backend keeps: shapes, finite gradients, padding invariance, equivariance, configs."""
+"""The contract every backend keeps (``lra.attention.contract``, the functions ``python -m lra.attention check``
+runs): shapes, dtype, finite gradients, padding invariance, permutation equivariance as the class states it;
+and the configs of the registered backends."""
 
 from __future__ import annotations
 
@@ -9,57 +11,58 @@ import torch
 from omegaconf import OmegaConf
 
 import lra.attention
-from tests.attention.cases import CASE_IDS, CASES, PERMUTATION_EQUIVARIANT, build, qkv, suffix_padding
+from lra.attention import contract
+from tests.attention.cases import ALL_FORM_IDS, ALL_FORMS, CASE_IDS, CASES, build, qkv
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "attention"
 
 
-@pytest.mark.parametrize(("case", "name", "options"), CASES, ids=CASE_IDS)
-def test_shape_and_finite_gradients(case, name, options):
-    torch.manual_seed(0)
-    backend = build(name, options, heads=3, head_dim=8, max_length=40).train()
-    q, k, v = qkv(2, 3, 37, 8, requires_grad=True)
-    mask = suffix_padding([37, 30], 37)
-    out = backend(q, k, v, key_padding_mask=mask)
-    assert out.shape == q.shape
-    assert torch.isfinite(out).all()
-    (out[~mask[:, None, :, None].expand_as(out)] ** 2).sum().backward()
-    for tensor in (q, k, v, *backend.parameters()):
-        assert torch.isfinite(tensor.grad).all()
-    assert all(t.grad.abs().sum() > 0 for t in (q, k, v))
+@pytest.mark.parametrize(("case", "name", "options"), ALL_FORMS, ids=ALL_FORM_IDS)
+def test_shapes(case, name, options):
+    contract.check_shapes(contract.factory(name, options))
 
 
-@pytest.mark.parametrize(("case", "name", "options"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("case", "name", "options"), ALL_FORMS, ids=ALL_FORM_IDS)
+def test_output_has_the_dtype_of_the_values(case, name, options):
+    contract.check_dtype(contract.factory(name, options))
+
+
+@pytest.mark.parametrize(("case", "name", "options"), ALL_FORMS, ids=ALL_FORM_IDS)
+def test_finite_gradients(case, name, options):
+    contract.check_gradients(contract.factory(name, options))
+
+
+@pytest.mark.parametrize(("case", "name", "options"), ALL_FORMS, ids=ALL_FORM_IDS)
 def test_padding_has_no_influence_on_real_outputs(case, name, options):
     """Each example of a padded batch gives what it gives alone, unpadded (float32, 1e-6)."""
-    torch.manual_seed(1)
-    lengths, total = [29, 18], 40
-    backend = build(name, options, heads=2, head_dim=8, max_length=total)
-    q, k, v = qkv(2, 2, total, 8)
-    with torch.no_grad():  # padded positions get values a leak would show: large and varied
-        for t in (q, k, v):
-            t.masked_fill_(suffix_padding(lengths, total)[:, None, :, None], 0.0)
-            t.add_(1e3 * torch.randn_like(t) * suffix_padding(lengths, total)[:, None, :, None])
-        padded = backend(q, k, v, key_padding_mask=suffix_padding(lengths, total))
-        for b, length in enumerate(lengths):
-            alone = backend(q[b:b + 1, :, :length], k[b:b + 1, :, :length], v[b:b + 1, :, :length])
-            torch.testing.assert_close(padded[b:b + 1, :, :length], alone, rtol=1e-6, atol=1e-6)
-        assert torch.isfinite(padded).all()  # padded query positions: unspecified, but finite
+    contract.check_padding_invariance(contract.factory(name, options))
 
 
 @pytest.mark.parametrize(("case", "name", "options"), CASES, ids=CASE_IDS)
-def test_permutation_equivariance_where_it_holds(case, name, options):
-    torch.manual_seed(2)
-    backend = build(name, options, dtype=torch.float64, max_length=24)
-    q, k, v = qkv(2, 2, 24, 8, dtype=torch.float64)
-    mask = suffix_padding([24, 19], 24)
-    order = torch.randperm(24)
-    with torch.no_grad():
-        out = backend(q, k, v, key_padding_mask=mask)
-        shuffled = backend(q[:, :, order], k[:, :, order], v[:, :, order], key_padding_mask=mask[:, order])
-    real = ~mask[:, order][:, None, :, None].expand_as(out)
-    equal = torch.allclose(shuffled[real], out[:, :, order][real], rtol=1e-9, atol=1e-9)
-    assert equal == (name in PERMUTATION_EQUIVARIANT)
+def test_permutation_equivariance_is_as_the_class_states(case, name, options):
+    # CASES only: a window or a landmark count as long as the test sequence would make any backend equivariant
+    claimed = lra.attention.backend_class(name).permutation_equivariant
+    contract.check_permutation_equivariance(contract.factory(name, options), claimed)
+
+
+def test_every_registered_backend_states_its_capabilities():
+    for name in lra.attention.available():
+        cls = lra.attention.backend_class(name)
+        assert isinstance(cls.permutation_equivariant, bool), f"{name}: permutation_equivariant not stated"
+
+
+def test_the_contract_check_names_the_failing_case():
+    """A backend that lets padded keys in fails padding invariance, with the example that shows it."""
+    make = contract.factory("softmax")
+
+    def leaky(**kwargs):
+        backend = make(**kwargs)
+        forward = backend.forward
+        backend.forward = lambda q, k, v, key_padding_mask=None: forward(q, k, v)
+        return backend
+
+    with pytest.raises(contract.ContractViolation, match=r"example 0 \(29 of 40 tokens real\).*Mismatched"):
+        contract.check_padding_invariance(leaky)
 
 
 def test_every_backend_has_a_config_with_exactly_its_options_and_defaults():
@@ -72,7 +75,8 @@ def test_every_backend_has_a_config_with_exactly_its_options_and_defaults():
 
 
 def test_every_config_names_a_registered_backend():
-    assert sorted(path.stem for path in CONF.glob("*.yaml")) == lra.attention.available()
+    configs = sorted(path.stem for path in CONF.glob("*.yaml"))
+    assert configs == sorted([*lra.attention.available(), lra.attention.registry.CUSTOM])
 
 
 def test_unknown_names_and_options_list_the_valid_ones():

@@ -20,7 +20,7 @@ from lra.train.config import validate
 CONF = Path(__file__).resolve().parents[2] / "conf"
 EXPERIMENTS = CONF / "experiment"
 PRESETS = sorted(p.relative_to(EXPERIMENTS).with_suffix("").as_posix() for p in EXPERIMENTS.rglob("*.yaml"))
-ATTENTIONS = sorted(p.stem for p in (CONF / "attention").glob("*.yaml"))
+ATTENTIONS = sorted(p.stem for p in (CONF / "attention").glob("*.yaml") if p.stem != "custom")
 SOURCES = {"lra": "google-research/long-range-arena @cd31e5c", "taylorshift": "tobna/TaylorShift @b290faa"}
 # Task keys that presets use and that land with another branch; a preset using one skips until it has landed.
 PENDING_TASK_KEYS = {("listops", "variant"): "the TaylorShift ListOps variant (data branch, issue 10)"}
