@@ -30,7 +30,9 @@ from torch import nn
 
 from lra.analysis.weights import weight_function
 from lra.attention.base import AttentionBackend
-from lra.train.run import CONFIG_KEY, RUN_ID_KEY, build_module, load_checkpoint, prepare_data
+from lra.train.checkpoints import CONFIG_KEY, load_checkpoint
+from lra.train.identity import RUN_ID_KEY
+from lra.train.run import build_module, prepare_data
 
 
 @dataclass(frozen=True)

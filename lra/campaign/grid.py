@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lra.train.config import ConfigError, identity_key, validate
+from lra.train.config import ConfigError, validate
+from lra.train.identity import identity_key
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 ENTRY_KEYS = ("experiment", "overrides", "backends")

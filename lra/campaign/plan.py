@@ -1,6 +1,6 @@
 """Where each run of a campaign stands, read from the run records and the checkpoints, and the GPU time left.
 
-A run is *done* when a record of its identity (``lra.train.config.identity_key`` of the record's resolved
+A run is *done* when a record of its identity (``lra.train.identity.identity_key`` of the record's resolved
 config; a record written before a config key existed counts where the run leaves that key at its preset's
 value, ``predating``) finished all of its preset's steps and holds a test accuracy. Otherwise its latest ``last.ckpt``
 (``models/<task>/<attention>/<identity>/*/checkpoints/``, the one ``ckpt_path=last`` resumes) says how far it
@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lra.campaign.grid import PlannedRun, preset_config
-from lra.train.config import identity_key, latest_checkpoint
+from lra.train.identity import identity_key, latest_checkpoint
 from lra.train.records import read_record
 
 DONE, UNTESTED, PARTIAL, NEW = "done", "untested", "partial", "new"

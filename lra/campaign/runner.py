@@ -5,7 +5,7 @@ build the same cache); a run whose data is missing is reported and left out. Run
 (those trained but untested first, then the partial ones, then new ones), each with ``ckpt_path=auto``
 (resume the latest ``last.ckpt`` of its identity, else start), on the GPU with the fewest campaign processes
 (``CUDA_VISIBLE_DEVICES``; ``runs_per_gpu`` at most). ``stop_margin`` before the budget's end (less
-``tables_time``) every process still training gets SIGUSR1 (``lra.train.callbacks.StopOnSignal``): it ends its
+``tables_time``) every process still training gets SIGUSR1 (``lra.train.stopping.StopOnSignal``): it ends its
 step, validates, writes ``last.ckpt`` and its record, and exits. One still alive when the budget's end comes is
 ended with SIGTERM, then SIGKILL (its process group: wandb's service with it); it resumes from its last
 validation. A run is tested after training only where it is expected to finish in this call (or with

@@ -11,12 +11,16 @@ loaded with a warning that it is unverified.
 The best checkpoint a newer one supersedes is deleted only after ``last.ckpt`` names the newer one, so
 ``last.ckpt`` never names a deleted file; files a killed process left behind (a best checkpoint ``last.ckpt``
 does not name, a digest without its checkpoint, a temporary file) are removed when the run resumes.
+
+The callbacks that write a run's checkpoints (``BestCheckpoint``, ``LastCheckpoint``) and the random state they
+carry (``RandomStateCheckpoint``) live here too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import random
 import re
 import sys
 from pathlib import Path
@@ -25,7 +29,8 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 from lra.data.cache import remove_dead_partials
 from lra.train.config import ConfigError
@@ -143,6 +148,81 @@ class BestCheckpoint(ModelCheckpoint):
         for path in self.superseded:
             trainer.strategy.remove_checkpoint(path)
         self.superseded = []
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` after every validation and when training stops, so a run killed at any moment
+    resumes from its latest validation; then deletes the best checkpoints ``best`` has superseded (so
+    ``last.ckpt`` never names a deleted one). The write is atomic and digested (``CheckedCheckpointIO``).
+
+    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` at a validation only in a step
+    where it also saves a top-k checkpoint (never, with ``save_top_k=0``): runs killed on the H100 after
+    many validations (ListOps, Pathfinder) had no ``last.ckpt`` to resume from. As a ``Checkpoint``,
+    Lightning runs this after the other callbacks (the best-checkpoint one included), so the file records
+    their state at this step.
+    """
+
+    FILENAME = "last.ckpt"
+
+    def __init__(self, dirpath: str | Path, best: BestCheckpoint):
+        self.dirpath = Path(dirpath)
+        self.best = best
+        self.last_model_path = ""
+        self.saved_step = -1  # the step of the last write of last.ckpt by this process
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self.saved_step:
+            return
+        path = self.dirpath / self.FILENAME
+        trainer.save_checkpoint(path, weights_only=False)  # False: the whole training state, to resume from
+        self.best.remove_superseded(trainer)
+        trainer.strategy.barrier("last_checkpoint")
+        self.saved_step = trainer.global_step
+        self.last_model_path = str(path)
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Saves and restores the torch (CPU and CUDA) and Python random states with each checkpoint, so a
+    resumed run draws the same dropout masks as an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+def checkpoint_writers(directory: Path) -> tuple[BestCheckpoint, LastCheckpoint]:
+    """A run's checkpoint callbacks: the best by val/acc (``best-step<N>.ckpt``) and ``last.ckpt``, in ``directory``."""
+    best = BestCheckpoint(dirpath=directory, filename="best-step{step}", monitor="val/acc", mode="max",
+                          save_top_k=1, auto_insert_metric_name=False)
+    return best, LastCheckpoint(directory, best)
+
+
+def checkpoint_callbacks(trainer: L.Trainer) -> tuple[BestCheckpoint, LastCheckpoint]:
+    """The (best, last) checkpoint callbacks of a run's trainer."""
+    (best,) = (cb for cb in trainer.callbacks if isinstance(cb, BestCheckpoint))
+    (last,) = (cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint))
+    return best, last
+
+
+def checkpoint_paths(trainer: L.Trainer, resume_from: Path | None) -> dict[str, str]:
+    """The run's best and last checkpoints (the last: the one it resumed from if it wrote none)."""
+    best, last = checkpoint_callbacks(trainer)
+    return {"best": best.best_model_path, "last": last.last_model_path or str(resume_from or "")}
 
 
 def named_checkpoints(checkpoint: dict[str, Any]) -> set[str]:

@@ -1,4 +1,4 @@
-"""Checks on the composed config, run identity, and where a run's files go.
+"""Checks on the composed config, and the attention it chooses.
 
 ``validate`` runs before anything is written: every key must be one the harness knows (a typo gets the
 closest valid name), and every value must have the type its code declares (the annotations of
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import collections.abc
 import difflib
-import hashlib
 import inspect
-import json
 import types
 import typing
 from collections.abc import Callable
@@ -30,13 +28,6 @@ from lra.attention.registry import AttentionChoice, UnknownBackendError, backend
 from lra.model import ModelConfig
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-# Keys that change where files go, what is shown or when a run stops, not what it computes: they are not part
-# of a run's identity, so resuming with another value (a longer trainer.max_time cap) still finds the run.
-_NOT_IDENTITY = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.devices", "trainer.num_nodes",
-                 "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
-                 "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
-                 "model.compile", "model.unpad")
 
 
 class ConfigError(ValueError):
@@ -222,39 +213,3 @@ def _flatten(hint: Any) -> list[Any]:
         return list(typing.get_args(hint))
     return [hint]
 
-
-def identity_key(cfg: DictConfig) -> str:
-    """A short hash of everything that defines what the run computes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in _NOT_IDENTITY:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def runs_root(cfg: DictConfig) -> Path:
-    """Folder of all runs sharing this config: ``models/<task>/<attention>/<identity>/``."""
-    return Path(cfg.paths.models_dir) / cfg.task.name / cfg.attention.name / identity_key(cfg)
-
-
-def latest_checkpoint(cfg: DictConfig) -> Path | None:
-    """The most recent ``last.ckpt`` of a run with this config, or None where no such run has one."""
-    found = sorted(runs_root(cfg).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
-def find_last_checkpoint(cfg: DictConfig) -> Path:
-    """The most recent ``last.ckpt`` of a run with this config (for ``ckpt_path=last``)."""
-    root = runs_root(cfg)
-    found = latest_checkpoint(cfg)
-    if found is None:
-        others = sorted(root.parent.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)[::-1]
-        listed = ", ".join(str(p.parent.parent) for p in others[:3]) + (f" (and {len(others) - 3} more)"
-                                                                         if len(others) > 3 else "")
-        hint = (f"\nruns of this task and attention with other configs (latest first): {listed}"
-                "\npass ckpt_path=<path to last.ckpt> to resume one of them") if others else ""
-        raise ConfigError(f"ckpt_path=last: no checkpoint of a run with this config under {root}{hint}")
-    return found

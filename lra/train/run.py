@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import hydra
 import lightning as L
@@ -16,69 +14,32 @@ from omegaconf import DictConfig, OmegaConf
 
 import lra.data
 from lra.model import ModelConfig
-from lra.train.callbacks import (
-    DivergedError,
-    DivergenceGuard,
-    EfficiencyMonitor,
-    LastCheckpoint,
-    RandomStateCheckpoint,
-    StopOnSignal,
-    ValidationHistory,
-)
 from lra.train.checkpoints import (
     CONFIG_KEY,
-    BestCheckpoint,
     CheckedCheckpointIO,
+    RandomStateCheckpoint,
+    checkpoint_callbacks,
+    checkpoint_paths,
+    checkpoint_writers,
     load_checkpoint,
     remove_orphans,
 )
-from lra.train.config import (
-    ConfigError,
-    attention_choice,
-    check_top_level,
-    find_last_checkpoint,
-    latest_checkpoint,
-    runs_root,
-    validate,
-)
+from lra.train.config import ConfigError, attention_choice, check_top_level, validate
+from lra.train.console import print_summary
+from lra.train.efficiency import EfficiencyMonitor, speed_options
+from lra.train.history import ValidationHistory, recorded_history
+from lra.train.identity import RUN_ID_KEY, RunPlace, RunStamp, finished_record, resolve_run, run_id_shared
 from lra.train.logging import finish_wandb, make_wandb_logger, replay_history, run_location, wandb_segments
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore, environment, now
+from lra.train.stopping import DivergedError, DivergenceGuard, StopOnSignal
 
-RUN_ID_KEY = "lra_run_id"
-# Data-parallel training: Lightning starts the other processes from the same command line inside fit; they find
-# the run's id here (rank 0 sets it for their start), so that the run has one id, folder, record and wandb run.
-RUN_ID_ENV = "LRA_RUN_ID"
-RESUMES_KEY = "lra_resumes"
 __all__ = ["CONFIG_KEY", "RunDiverged", "evaluate", "load_checkpoint", "train"]
 
 
 class RunDiverged(Exception):
     """The run stopped because its loss stopped being finite; its record says ``diverged``. The message names
     the step and the last finite checkpoint."""
-
-
-class RunFiles(L.Callback):
-    """Stores the run's config, id and resume count in every checkpoint, as plain values (safe to load
-    weights-only). The count lives here, not in the run record, so that it survives a lost record."""
-
-    def __init__(self, config_yaml: str, run_id: str, resumes: int):
-        self.config_yaml = config_yaml
-        self.run_id = run_id
-        self.resumes = resumes
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = self.config_yaml
-        checkpoint[RUN_ID_KEY] = self.run_id
-        checkpoint[RESUMES_KEY] = self.resumes
-
-
-class RunPlace(NamedTuple):
-    run_id: str
-    run_dir: Path
-    resume_from: Path | None  # the checkpoint a resumed run starts from
-    resumes: int  # how many times this run has been resumed, this time included
-    checkpoint: dict[str, Any] | None  # resume_from, loaded and verified
 
 
 def build_module(cfg: DictConfig, spec: lra.data.TaskSpec) -> LRAModule:
@@ -96,28 +57,6 @@ def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
     return datamodule
 
 
-def resolve_run(cfg: DictConfig) -> RunPlace:
-    """Where a new or resumed run lives, and what it resumes from (verified against its digest)."""
-    ckpt_path = cfg.ckpt_path
-    if ckpt_path == "auto":  # a job that resumes itself (a campaign's, a requeued SLURM job's): last, or new
-        ckpt_path = "last" if latest_checkpoint(cfg) else None
-    if ckpt_path is None:
-        run_id = cfg.run_id or (os.environ.get(RUN_ID_ENV) if rank_zero_only.rank > 0 else None) or secrets.token_hex(4)
-        return RunPlace(run_id, runs_root(cfg) / run_id, None, 0, None)
-    ckpt = find_last_checkpoint(cfg) if ckpt_path == "last" else Path(ckpt_path)
-    checkpoint = load_checkpoint(ckpt)
-    return RunPlace(checkpoint[RUN_ID_KEY], ckpt.parent.parent, ckpt, checkpoint.get(RESUMES_KEY, 0) + 1, checkpoint)
-
-
-def finished_record(store: ResultsStore, place: RunPlace, cfg: DictConfig) -> dict[str, Any] | None:
-    """The record of a finished run that this command would resume with nothing left to train (a requeue
-    script that always passes ``ckpt_path=last``); None if there is training to do."""
-    if place.checkpoint is None or place.checkpoint.get("global_step", 0) < cfg.trainer.max_steps:
-        return None
-    record = store.load(place.run_id)
-    return record if record is not None and record.get("status") == "finished" else None
-
-
 def make_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback]) -> L.Trainer:
     """Checkpoints are written right after each validation, the best first, so that last.ckpt always
     records a best checkpoint that exists and a validation that has happened: a run killed at any
@@ -125,11 +64,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callbac
     training stops (max_steps, or a trainer.max_time cap), so a capped run goes on from where it stopped.
     The trainer gets its logger later (``trainer.logger``): it is built before the run has a record, so
     that a setting Lightning refuses is a config error, not a failed run."""
-    checkpoints = run_dir / "checkpoints"
-    best = BestCheckpoint(dirpath=checkpoints, filename="best-step{step}", monitor="val/acc", mode="max",
-                          save_top_k=1, auto_insert_metric_name=False)
-    last = LastCheckpoint(checkpoints, best)
-    callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps), best, last]
+    callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps),
+                 *checkpoint_writers(run_dir / "checkpoints")]
     try:
         # use_distributed_sampler=False: the data modules' samplers shard the global batch themselves
         return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=False, callbacks=callbacks,
@@ -157,8 +93,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = prepare_data(cfg)
     module = build_module(cfg, datamodule.spec)
     monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
-    run_files = RunFiles(OmegaConf.to_yaml(cfg, resolve=True), place.run_id, place.resumes)
-    extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), run_files, stop]
+    stamp = RunStamp(OmegaConf.to_yaml(cfg, resolve=True), place.run_id, place.resumes)
+    extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), stamp, stop]
     trainer = make_trainer(cfg, place.run_dir, extra)
     if place.resume_from is not None and main:
         remove_orphans(place.resume_from.parent, place.resume_from, place.checkpoint)
@@ -171,11 +107,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record["paths"].update(wandb=run_location(logger), wandb_segments=wandb_segments(logger, place.run_dir))
         if place.checkpoint is not None:
             replay_history(logger, recorded_history(place.checkpoint))
-        os.environ[RUN_ID_ENV] = place.run_id
-        try:
+        with run_id_shared(place.run_id):
             trainer.fit(module, datamodule=datamodule, ckpt_path=place.resume_from, weights_only=True)
-        finally:
-            os.environ.pop(RUN_ID_ENV, None)
         # read before the tests: loading a checkpoint to test it restores the callbacks' states
         fitted = {"history": list(history.history),
                   "efficiency": {**monitor.summary(), "speed": speed_options(module, datamodule)}}
@@ -188,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finish_wandb(logger, exit_code=1)
         raise
     record.update(status="finished", metrics=metrics, **fitted,
-                  paths={**record["paths"], "checkpoints": checkpoint_paths(trainer, place)})
+                  paths={**record["paths"], "checkpoints": checkpoint_paths(trainer, place.resume_from)})
     record["metrics"]["step"] = trainer.global_step
     if logger is not None:
         efficiency = {f"efficiency/{key}": value for key, value in record["efficiency"].items() if key != "segments"}
@@ -198,12 +131,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if main:
         print_summary(record, store.path(place.run_id))
     return record
-
-
-def recorded_history(checkpoint: dict[str, Any]) -> list[dict[str, float]]:
-    """The validation history a checkpoint carries (``ValidationHistory``'s state)."""
-    state = checkpoint.get("callbacks", {}).get(ValidationHistory.__qualname__, {})
-    return list(state.get("history", []))
 
 
 def describe_error(error: BaseException) -> str:
@@ -234,7 +161,7 @@ def diverged(store: ResultsStore, record: dict[str, Any], error: DivergedError, 
             f"record: {path}")
 
 
-def base_record(cfg: DictConfig, place: RunPlace, datamodule, module: LRAModule,
+def base_record(cfg: DictConfig, place: RunPlace, datamodule: lra.data.LRADataModule, module: LRAModule,
                 store: ResultsStore) -> dict[str, Any]:
     previous = store.load(place.run_id) or {}
     return {
@@ -263,27 +190,14 @@ def base_record(cfg: DictConfig, place: RunPlace, datamodule, module: LRAModule,
     }
 
 
-def speed_options(module: LRAModule, datamodule) -> dict[str, Any]:
-    """The speed options in force: compilation (or why it fell back), packed layers, bucketing, trimming."""
-    return {**module.speed, "bucket": datamodule.bucket, "trim_train": datamodule.splits["train"].form.trim,
-            "trim_eval": datamodule.trim_eval}
-
-
-def checkpoint_callbacks(trainer: L.Trainer) -> tuple[BestCheckpoint, LastCheckpoint]:
-    """The (best, last) checkpoint callbacks that ``make_trainer`` installed."""
-    (best,) = (cb for cb in trainer.callbacks if isinstance(cb, BestCheckpoint))
-    (last,) = (cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint))
-    return best, last
-
-
-def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule,
+def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, datamodule: lra.data.LRADataModule,
                      place: RunPlace) -> dict[str, Any]:
     best, _ = checkpoint_callbacks(trainer)
     metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
     if not cfg.test_after_fit:
         return metrics
     metrics["test/majority_acc"] = datamodule.majority_accuracy("test")
-    for label, path in checkpoint_paths(trainer, place).items():
+    for label, path in checkpoint_paths(trainer, place.resume_from).items():
         if not path:
             continue
         (result,) = trainer.test(module, datamodule=datamodule, ckpt_path=path, weights_only=True, verbose=False)
@@ -292,44 +206,8 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
     return metrics
 
 
-def checkpoint_paths(trainer: L.Trainer, place: RunPlace) -> dict[str, str]:
-    best, last = checkpoint_callbacks(trainer)
-    return {"best": best.best_model_path, "last": last.last_model_path or str(place.resume_from or "")}
-
-
-def _share(fraction: float | None) -> str:
-    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
-
-
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def print_summary(record: dict[str, Any], record_path: Path) -> None:
-    eff, metrics, checkpoints = record["efficiency"], record["metrics"], record["paths"]["checkpoints"]
-    pct = lambda key: f"{100 * metrics[key]:.2f}%" if metrics.get(key) is not None else "n/a"  # noqa: E731
-    memory = "peak GPU memory of training (max allocated)" if eff["memory_kind"].startswith("cuda") else \
-        "peak RSS (CPU)"
-    if eff.get("measured_steps"):
-        throughput = (f"{eff['samples_per_s']} samples/s, {eff['tokens_per_s']} tokens/s (real), "
-                      f"{eff['padded_tokens_per_s']} tokens/s (padded), over {eff['measured_steps']} steps")
-    else:
-        throughput = (f"not measured: no step came after the {eff.get('warmup_steps')} warm-up steps "
-                      "(measure_warmup_steps)")
-    wandb = record["paths"].get("wandb_segments") or [record["paths"].get("wandb") or "off"]
-    lines = [
-        f"run {record['run_id']}: {record['task']} / {record['attention']}  ({record['params']:,} parameters, "
-        f"{metrics['step']} steps, validation split: {record['protocol']['validation_split']})",
-        f"  test accuracy: {pct('test/acc@best')} (best-val checkpoint), {pct('test/acc@last')} (last);"
-        f" always the most common label: {pct('test/majority_acc')}; best val accuracy {pct('val/acc_best')}",
-        f"  throughput: {throughput}; validation {_share(eff.get('validation_fraction'))} of "
-        f"{eff.get('fit_seconds')} s training",
-        f"  {memory}: {eff['peak_memory_mib']} MiB",
-        f"  checkpoints: {checkpoints['best'] or '-'} (best), {checkpoints['last']} (last)",
-        f"  record: {record_path}",
-        f"  wandb: {', '.join(wandb)}",
-    ]
-    print("\n".join(lines), flush=True)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from lra.campaign.grid import PlannedRun, expand
-from lra.train.config import runs_root
+from lra.train.identity import runs_root
 from lra.train.records import ResultsStore
 from tests.helpers import CONF, TINY_RUN
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from lra.train.callbacks import StopOnSignal
-from lra.train.run import CONFIG_KEY, RESUMES_KEY, RUN_ID_KEY, resolve_run
+from lra.train.checkpoints import CONFIG_KEY
+from lra.train.identity import RESUMES_KEY, RUN_ID_KEY, resolve_run
+from lra.train.stopping import StopOnSignal
 from tests.campaign.conftest import plan_runs
 from tests.helpers import compose_train
 

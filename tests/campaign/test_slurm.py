@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from lra.campaign.__main__ import campaign
 from lra.campaign.plan import Records, state_of
 from lra.campaign.slurm import multirun_commands
-from lra.train.config import identity_key
+from lra.train.identity import identity_key
 from tests.campaign.conftest import TINY_STEPS, compose_campaign, plan_runs, write_record
 from tests.helpers import compose_train
 

@@ -91,7 +91,8 @@ def test_a_failure_to_start_the_logger_is_recorded_failed(workdir: Path, monkeyp
 
 
 @pytest.mark.parametrize(("override", "expected"), [
-    ("model.d_modle=64", "model.d_modle: no such key; did you mean d_model?\nmodel has: attention_dropout, causal, compile"),
+    ("model.d_modle=64",
+     "model.d_modle: no such key; did you mean d_model?\nmodel has: attention_dropout, causal, compile"),
     ("attenton=performer", "attenton: no such key; did you mean attention?\nthe config has: attention,"),
 ])
 def test_an_unknown_key_on_the_command_line_lists_the_valid_ones(tmp_path: Path, override: str, expected: str) -> None:

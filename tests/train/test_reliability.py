@@ -17,12 +17,19 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 import lra.train.checkpoints as checkpoints
-from lra.train.callbacks import DivergedError, DivergenceGuard, LastCheckpoint
-from lra.train.checkpoints import CheckpointError, digest_path, named_checkpoints, read_checked, save_checked
+from lra.train.checkpoints import (
+    CheckpointError,
+    LastCheckpoint,
+    digest_path,
+    named_checkpoints,
+    read_checked,
+    save_checked,
+)
 from lra.train.cli import EXIT_DIVERGED, EXIT_USER_ERROR, run_or_explain
 from lra.train.module import LRAModule
 from lra.train.records import write_json_atomic
 from lra.train.run import evaluate, load_checkpoint, train
+from lra.train.stopping import DivergedError, DivergenceGuard
 from tests.helpers import TINY_RUN, compose_train, wandb_offline_history
 
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid_max: never a running process

@@ -20,8 +20,8 @@ import lra.train.records
 import lra.train.run
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
-from lra.train.callbacks import EfficiencyMonitor, device_process_count, pool_segments
-from lra.train.config import identity_key
+from lra.train.efficiency import EfficiencyMonitor, device_process_count, pool_segments
+from lra.train.identity import identity_key
 from lra.train.module import LRAModule
 from lra.train.records import ResultsStore
 from lra.train.run import evaluate, load_checkpoint, train

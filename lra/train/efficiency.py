@@ -1,22 +1,19 @@
-"""Callbacks every run gets: efficiency measurements, validation history, exact resumption, divergence."""
+"""Throughput and memory of training, measured by a callback every run gets (``EfficiencyMonitor``)."""
 
 from __future__ import annotations
 
-import random
 import resource
-import signal
-import threading
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Checkpoint
-from lightning.pytorch.trainer.states import TrainerFn
 
-from lra.train.checkpoints import BestCheckpoint
 from lra.train.records import describe_device
+
+if TYPE_CHECKING:
+    from lra.data import LRADataModule
+    from lra.train.module import LRAModule
 
 
 def _sync(device: torch.device) -> None:
@@ -258,173 +255,7 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class ValidationHistory(L.Callback):
-    """Keeps (step, val/acc, val/loss, train/loss) at each validation, for the run record's curves."""
-
-    def __init__(self):
-        self.history: list[dict[str, float]] = []
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        metrics = trainer.callback_metrics
-        point = {"step": trainer.global_step}
-        for key in ("val/acc", "val/loss", "train/loss"):
-            if key in metrics:
-                point[key] = round(float(metrics[key]), 6)
-        self.history.append(point)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = list(state_dict["history"])
-
-
-class RandomStateCheckpoint(L.Callback):
-    """Saves and restores the torch (CPU and CUDA) and Python random states with each checkpoint, so a
-    resumed run draws the same dropout masks as an uninterrupted one."""
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        torch.set_rng_state(state_dict["torch"])
-        random.setstate(state_dict["python"])
-        if "cuda" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
-
-
-class LastCheckpoint(Checkpoint):
-    """Writes ``last.ckpt`` after every validation and when training stops, so a run killed at any moment
-    resumes from its latest validation; then deletes the best checkpoints ``best`` has superseded (so
-    ``last.ckpt`` never names a deleted one). The write is atomic and digested (``CheckedCheckpointIO``).
-
-    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` at a validation only in a step
-    where it also saves a top-k checkpoint (never, with ``save_top_k=0``): runs killed on the H100 after
-    many validations (ListOps, Pathfinder) had no ``last.ckpt`` to resume from. As a ``Checkpoint``,
-    Lightning runs this after the other callbacks (the best-checkpoint one included), so the file records
-    their state at this step.
-    """
-
-    FILENAME = "last.ckpt"
-
-    def __init__(self, dirpath: str | Path, best: BestCheckpoint):
-        self.dirpath = Path(dirpath)
-        self.best = best
-        self.last_model_path = ""
-        self.saved_step = -1  # the step of the last write of last.ckpt by this process
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
-            self.save(trainer)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.save(trainer)
-
-    def save(self, trainer: L.Trainer) -> None:
-        if trainer.global_step == self.saved_step:
-            return
-        path = self.dirpath / self.FILENAME
-        trainer.save_checkpoint(path, weights_only=False)  # False: the whole training state, to resume from
-        self.best.remove_superseded(trainer)
-        trainer.strategy.barrier("last_checkpoint")
-        self.saved_step = trainer.global_step
-        self.last_model_path = str(path)
-
-
-class DivergedError(RuntimeError):
-    """Training produced a non-finite loss (or weights) at ``step``."""
-
-    def __init__(self, step: int, what: str = "training loss"):
-        super().__init__(f"non-finite {what} at step {step}")
-        self.step = step
-
-
-class DivergenceGuard(L.Callback):
-    """Stops a run whose training loss stops being finite, before any checkpoint is written from it.
-
-    Each step's loss is copied, on the device, into a window of ``check_every`` slots (one small copy: no host
-    sync, no kernel beyond it); the host reads the window when it is full (every ``check_every`` steps, the
-    progress bar's refresh interval, where the host waits for the device anyway), before every validation
-    (where the weights are checked too) and when training stops. A run is so stopped at most ``check_every``
-    steps after its loss went NaN or infinite, naming the first such step, and its checkpoints (written after
-    validations) all hold finite weights. Under ``16-mixed`` an overflowing step that the grad scaler would
-    skip also counts: such a loss is not a number to train on either.
-    """
-
-    def __init__(self, check_every: int):
-        self.check_every = max(1, check_every)
-        self.window: torch.Tensor | None = None
-        self.steps: list[int] = []  # the step of each filled slot of the window
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.window = torch.zeros(self.check_every, device=pl_module.device)
-        self.steps = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None or self.window is None:
-            return
-        self.window[len(self.steps)].copy_(loss.detach())
-        self.steps.append(trainer.global_step)
-        if len(self.steps) == self.check_every:
-            self.check(trainer, pl_module, weights=False)
-
-    def on_validation_start(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
-            self.check(trainer, pl_module, weights=True)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.check(trainer, pl_module, weights=True)  # before LastCheckpoint's final write
-
-    def check(self, trainer: L.Trainer, pl_module: L.LightningModule, weights: bool) -> None:
-        """Raise ``DivergedError`` if any process saw a non-finite loss since the last check (one host sync,
-        and one reduction across processes, which all reach the same checks at the same steps)."""
-        finite = torch.isfinite(self.window[: len(self.steps)]) if self.window is not None else torch.ones(0)
-        bad = (~finite).nonzero().flatten().tolist()
-        steps, self.steps = self.steps, []
-        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
-            raise DivergedError(steps[bad[0]] if bad else trainer.global_step)
-        if weights and not bool(torch.stack([p.isfinite().all() for p in pl_module.parameters()]).all()):
-            raise DivergedError(trainer.global_step, "weights")
-
-
-class StopOnSignal(L.Callback):
-    """Stops training cleanly on SIGUSR1: the step under way ends, Lightning stops as at ``max_steps``
-    (``LastCheckpoint`` writes ``last.ckpt`` when training ends), the checkpoints are tested if
-    ``test_after_fit`` and the record is written. What a campaign sends before its wall-clock budget ends.
-
-    Lightning's own SIGTERM handling raises ``SIGTERMException`` at the next batch instead and saves
-    nothing, so a process stopped that way resumes from its last validation, not from where it stopped.
-    Lightning claims SIGUSR1 only on SLURM with auto-requeue, and only where no handler is installed.
-    """
-
-    SIGNAL = signal.SIGUSR1
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @classmethod
-    def install(cls) -> StopOnSignal:
-        """A callback whose handler listens from now on (signals reach only the main thread's handlers)."""
-        callback = cls()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(cls.SIGNAL, callback.request)
-        return callback
-
-    def request(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def _stop_if_requested(self, trainer: L.Trainer) -> None:
-        if self.requested:
-            trainer.should_stop = True
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_if_requested(trainer)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._stop_if_requested(trainer)
+def speed_options(module: LRAModule, datamodule: LRADataModule) -> dict[str, Any]:
+    """The speed options in force: compilation (or why it fell back), packed layers, bucketing, trimming."""
+    return {**module.speed, "bucket": datamodule.bucket, "trim_train": datamodule.splits["train"].form.trim,
+            "trim_eval": datamodule.trim_eval}
