@@ -14,6 +14,7 @@ from lra.data.base import LRADataModule, TaskSpec
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.image import ImageDataModule
 from lra.data.listops import ListOpsDataModule
+from lra.data.listops_taylorshift import TaylorShiftListOpsDataModule  # noqa: F401  (task.variant=taylorshift)
 from lra.data.pathfinder import PathfinderDataModule
 from lra.data.retrieval import RetrievalDataModule
 from lra.data.text import TextDataModule
@@ -54,7 +55,7 @@ def create(task_config: Mapping[str, object], *, data_dir: str | Path, seed: int
             f"task {name!r} has no option(s) {', '.join(unknown)}; "
             f"its options: {', '.join(sorted(task_options(name)))}"
         )
-    return TASKS[name](data_dir=data_dir, seed=seed, **options)
+    return TASKS[name].variant_class(options)(data_dir=data_dir, seed=seed, **options)
 
 
 __all__ = [

@@ -33,6 +33,7 @@ cache stays one byte per position).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -157,6 +158,11 @@ class LRADataModule(L.LightningDataModule):
         self.seed = seed
         self.cache_dir: Path | None = None
         self.splits: dict[str, Dataset] = {}
+
+    @classmethod
+    def variant_class(cls, options: Mapping[str, object]) -> type[LRADataModule]:
+        """The data module that serves a task config: this one, or the one its ``variant`` names."""
+        return cls
 
     def build_cache(self) -> Path:
         raise NotImplementedError

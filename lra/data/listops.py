@@ -8,14 +8,7 @@ released rules (``lra.data.generate.listops``) at the configured sizes, cached u
 (``listops/input_pipeline.py``): parentheses dropped, ``]`` kept as its own token, whitespace split;
 15 real tokens (ids 1..15, 0 = padding), truncated to ``max_length`` (2000), padded with 0.
 
-``variant: taylorshift`` reproduces the data of TaylorShift (Nauen et al. 2024): FIRST and LAST join
-the operators, MED is the upper median, and every batch has one length drawn from
-``[generator.min_length, generator.max_length]`` with trees grown to exactly that length, drawn afresh
-every epoch (``num_train`` trees per epoch; the stream depends on the run seed and the epoch, so a
-resumed run sees the same batches). Batches carry no padding: their width is the batch's length.
-Validation and test are fixed sets (``generator_seed``) generated once in blocks of
-``eval_batch_size`` trees that share a length, as TaylorShift's evaluation batches do. Vocabulary: 17
-real tokens (ids 1..17).
+``variant: taylorshift`` is TaylorShift's ListOps, served by ``lra.data.listops_taylorshift``.
 """
 
 from __future__ import annotations
@@ -23,34 +16,25 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import shutil
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from lra.data import cache, provenance
 from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec, first_with, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
-from lra.data.generate.listops import (
-    LRA_OPERATORS,
-    TAYLORSHIFT_OPERATORS,
-    ListOpsSettings,
-    generate,
-    taylorshift_batch,
-)
-from lra.data.loader import ResumableBatchSampler
+from lra.data.generate.listops import LRA_OPERATORS, ListOpsSettings, generate
 
 VOCAB = ["<pad>", *[str(d) for d in range(10)], "[MIN", "[MAX", "[MED", "[SM", "]", "[FIRST", "[LAST"]
 TOKEN_ID = {token: i for i, token in enumerate(VOCAB)}
 LRA_VOCAB_SIZE = 16  # pad + 15 tokens; FIRST and LAST only in the TaylorShift variant
 RELEASE_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 RELEASED_ROWS = {"train": 96_000, "val": 2_000, "test": 2_000}  # lra_release/listops-1000 (LRA paper: 96K/2K/2K)
-VARIANTS = ("lra", "taylorshift")
 FORMAT_VERSION = 2
 FETCH_HINT = (
     "Get LRA's release with `python -m lra.data fetch lra_release` (or set task.source_dir to its "
@@ -159,54 +143,26 @@ def _generate_into(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class FreshListOps(Dataset):
-    """TaylorShift's training stream: every batch drawn afresh from (seed, its global batch position)."""
-
-    def __init__(self, num_samples: int, settings: ListOpsSettings, seed: int):
-        self.num_samples = num_samples
-        self.settings = settings
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        rng = random.Random(f"{self.seed}:{indices[0]}")
-        length, trees = taylorshift_batch(rng, len(indices), self.settings)
-        inputs = torch.tensor([[TOKEN_ID[t] for t in tokens] for tokens, _ in trees], dtype=torch.int64)
-        labels = torch.tensor([value for _, value in trees], dtype=torch.int64)
-        return {"inputs": inputs.reshape(len(indices), length), "labels": labels}
-
-
-class EpochStampedSampler(ResumableBatchSampler):
-    """In-order batches of ``epoch * num_samples + i``, so a fresh-data batch knows its epoch."""
-
-    def batches(self) -> list[np.ndarray]:
-        return [batch + self.epoch * self.num_samples for batch in super().batches()]
-
-
-def taylorshift_eval_set(
-    count: int,
-    block: int,
-    settings: ListOpsSettings,
-    seed: str,
-    max_length: int,
-) -> dict[str, np.ndarray]:
-    """A fixed evaluation set in blocks of ``block`` trees of one length (one evaluation batch each)."""
-    inputs = np.zeros((count, max_length), dtype=np.uint8)
-    lengths = np.zeros(count, dtype=np.int32)
-    labels = np.zeros(count, dtype=np.int8)
-    for start in range(0, count, block):
-        size = min(block, count - start)
-        length, trees = taylorshift_batch(random.Random(f"{seed}:{start}"), size, settings)
-        for i, (tokens, value) in enumerate(trees, start=start):
-            inputs[i, :length] = [TOKEN_ID[t] for t in tokens]
-            lengths[i] = length
-            labels[i] = value
-    return {"inputs": inputs, "lengths": lengths, "labels": labels}
-
-
 class ListOpsDataModule(LRADataModule):
+    """ListOps as LRA releases it (``variant: lra``); a variant is a subclass that names itself in ``variant``."""
+
+    variant: ClassVar[str] = "lra"
+    operators: ClassVar[tuple[str, ...]] = LRA_OPERATORS
+    _variants: ClassVar[dict[str, type[ListOpsDataModule]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        ListOpsDataModule._variants[cls.variant] = cls
+
+    @classmethod
+    def variant_class(cls, options: Mapping[str, object]) -> type[ListOpsDataModule]:
+        """The data module of ``task.variant``."""
+        variants = {ListOpsDataModule.variant: ListOpsDataModule, **ListOpsDataModule._variants}
+        variant = options.get("variant", ListOpsDataModule.variant)
+        if variant not in variants:
+            raise ValueError(f"task.variant must be one of {', '.join(variants)}, not {variant!r}")
+        return variants[variant]
+
     def __init__(
         self,
         *,
@@ -228,50 +184,30 @@ class ListOpsDataModule(LRADataModule):
         **common,
     ):
         super().__init__(**common)
-        if variant not in VARIANTS:
-            raise ValueError(f"task.variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+        if variant != self.variant:  # lra.data.create picks the data module of each variant
+            raise ValueError(f"task.variant={variant!r}: {type(self).__name__} serves variant {self.variant!r}")
         if source not in ("auto", "release", "generate"):
             raise ValueError(f"task.source must be auto, release or generate, not {source!r}")
-        if variant == "taylorshift" and source == "release":
-            raise ValueError(
-                "task.variant=taylorshift generates its data; task.source=release does not apply"
-            )
-        self.variant = variant
-        self.source = "generate" if variant == "taylorshift" else source
+        self.source = source
         self.source_dir = Path(source_dir) if source_dir else None
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
-        operators = TAYLORSHIFT_OPERATORS if variant == "taylorshift" else LRA_OPERATORS
-        self.generator = ListOpsSettings(**{"operators": operators, **(generator or {})})
+        self.generator = ListOpsSettings(**{"operators": self.operators, **(generator or {})})
         self.generator_seed = generator_seed
         self.generator_workers = generator_workers
         self.max_length = max_length
-        vocab_size = len(VOCAB) if variant == "taylorshift" else LRA_VOCAB_SIZE
-        if variant == "taylorshift":
-            if self.generator.max_length > max_length:
-                raise ValueError(
-                    f"task.generator.max_length {self.generator.max_length} exceeds task.max_length "
-                    f"{max_length}: TaylorShift trees have exactly their drawn length"
-                )
-            self.form = BatchForm(trim=True)
-        else:
-            self.form = BatchForm(trim=trim_padding, pad_multiple=pad_multiple)
-            self.trim_eval = trim_eval
-            self.bucket = bucket
-        self.spec = TaskSpec(
-            name=name, num_classes=10, max_length=max_length, vocab_size=vocab_size, pads=variant == "lra",
-            fixed_length=variant == "lra",
-        )
+        self.form = BatchForm(trim=trim_padding, pad_multiple=pad_multiple)
+        self.trim_eval = trim_eval
+        self.bucket = bucket
+        self.spec = TaskSpec(name=name, num_classes=10, max_length=max_length, vocab_size=LRA_VOCAB_SIZE)
         self.source_files: dict[str, Path] = {}
         self.source_label = ""
-        self.generated = variant == "taylorshift"
+        self.generated = False
 
     def release_dir(self) -> Path | None:
         candidates = release_candidates(self.source_dir, self.data_dir, "listops-1000")
         return first_with(candidates, *RELEASE_FILES.values())
 
     def build_cache(self) -> Path:
-        if self.variant == "taylorshift":
-            return self._build_taylorshift()
         directory = self.release_dir() if self.source != "generate" else None
         # an explicit source_dir that holds no release is a mistake to report, not a reason to generate
         if directory is None and (self.source == "release" or (self.source == "auto" and self.source_dir)):
@@ -322,55 +258,6 @@ class ListOpsDataModule(LRADataModule):
             f"generated with LRA's released listops rules (seed {generation.get('seed')}, "
             f"{sizes.get('train')}/{sizes.get('val')}/{sizes.get('test')}; {directory})"
         )
-
-    def _build_taylorshift(self) -> Path:
-        self.source_label = (
-            f"TaylorShift long_listops generator, lengths {self.generator.min_length}.."
-            f"{self.generator.max_length}, fresh training trees every epoch"
-        )
-        settings = {
-            "variant": "taylorshift",
-            "max_length": self.max_length,
-            "generator": self.generator.__dict__,
-            "seed": self.generator_seed,
-            "val": self.sizes["val"],
-            "test": self.sizes["test"],
-            "block": self.eval_batch_size,
-        }
-
-        def build(writer: cache.CacheWriter) -> None:
-            for split in ("val", "test"):
-                arrays = taylorshift_eval_set(
-                    self.sizes[split],
-                    self.eval_batch_size,
-                    self.generator,
-                    f"{self.generator_seed}:{split}",
-                    self.max_length,
-                )
-                for field, array in arrays.items():
-                    writer.save(f"{split}.{field}", array)
-
-        return cache.prepared(
-            self.data_dir,
-            "listops",
-            settings,
-            [],
-            build,
-            FORMAT_VERSION,
-            describe=lambda: {"data_source": self.source_label},
-        )
-
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if self.variant == "taylorshift":
-            self.splits["train"] = FreshListOps(self.sizes["train"], self.generator, self.seed)
-
-    def train_dataloader(self) -> DataLoader:
-        if self.variant == "lra":
-            return super().train_dataloader()
-        sampler = EpochStampedSampler(self.sizes["train"], self.batch_size, shuffle=False, drop_last=True,
-                                      **self.replicas())
-        return self._loader(self.splits["train"], sampler)
 
     def describe_source(self) -> dict[str, object]:
         return {

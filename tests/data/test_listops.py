@@ -1,4 +1,5 @@
-"""ListOps: the release TSV format, LRA's tokenisation, the generators' rules, both variants."""
+"""ListOps: the release TSV format, LRA's tokenisation, the generators' rules (the TaylorShift data module:
+test_listops_taylorshift.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lra.data import create
 from lra.data.errors import DataError, DataNotFoundError
@@ -24,7 +24,7 @@ from lra.data.generate.listops import (
     taylorshift_batch,
     to_string,
 )
-from lra.data.listops import TOKEN_ID, VOCAB, read_tsv
+from lra.data.listops import TOKEN_ID, read_tsv
 
 # Two rows as the released script writes them: every pair bracketed, header Source<TAB>Target.
 RELEASE_ROWS = [
@@ -218,38 +218,6 @@ def test_upper_median_differs_from_lras_median():
     tokens = ["[MED", "1", "2", "7", "8", "]"]
     assert evaluate_tokens(tokens, upper_median=True) == 7
     assert evaluate_tokens(tokens) == 4  # int(np.median) = int(4.5)
-
-
-def test_taylorshift_variant_redraws_every_epoch_and_resumes(tmp_path: Path):
-    dm = datamodule(
-        tmp_path,
-        variant="taylorshift",
-        max_length=60,
-        num_train=8,
-        num_val=6,
-        num_test=4,
-        batch_size=4,
-        eval_batch_size=3,
-        generator={"min_length": 20, "max_length": 60},
-    )
-    dm.prepare_data()
-    dm.setup()
-    assert dm.spec.vocab_size == len(VOCAB) == 18 and not dm.spec.pads
-    loader = dm.train_dataloader()
-    first = [b["inputs"] for b in loader]
-    assert len(first) == 2 and all("padding_mask" not in b for b in loader)
-    assert all(20 <= x.shape[1] <= 60 for x in first)
-    assert [b["inputs"].tolist() for b in loader] == [x.tolist() for x in first]  # same epoch, same data
-    loader.batch_sampler.set_epoch(1)
-    assert [b["inputs"].tolist() for b in loader] != [x.tolist() for x in first]
-    loader.load_state_dict({"epoch": 1, "consumed": 1})
-    resumed = list(loader)
-    loader.batch_sampler.set_epoch(1)
-    assert torch.equal(resumed[0]["inputs"], list(loader)[1]["inputs"])
-    evaluation = list(dm.val_dataloader())
-    assert [b["inputs"].shape[0] for b in evaluation] == [3, 3]
-    assert all("padding_mask" not in b for b in evaluation)  # each block has one length: trimmed, no mask
-    assert evaluation[0]["inputs"].min() > 0
 
 
 def test_unknown_variant_and_options_are_named(tmp_path: Path):

@@ -136,6 +136,15 @@ def test_evaluate_reproduces_the_test_accuracy_from_the_checkpoint(workdir: Path
     assert (workdir / "results/evals" / f"{evaluation['run_id']}.json").is_file()
 
 
+def test_the_taylorshift_listops_variant_trains_to_a_record(workdir: Path) -> None:
+    lengths = ["task.max_length=64", "task.generator.min_length=20", "task.generator.max_length=64"]
+    record = train(compose_train([*TINY_RUN, "task.variant=taylorshift", *lengths, "logger=none", "run_id=ts1"]))
+    assert record["status"] == "finished" and record["metrics"]["step"] == 20
+    assert record["task_variant"] == record["protocol"]["data_source"]["variant"] == "taylorshift"
+    assert record["efficiency"]["speed"]["trim_train"] is True  # fresh batches have exactly their drawn length
+    assert 0.0 <= record["metrics"]["test/acc@best"] <= 1.0
+
+
 def test_checkpoints_load_weights_only_and_carry_their_config(workdir: Path) -> None:
     record = train(compose_train([*TINY_RUN, "logger=none", "run_id=safe1"]))
     checkpoint = load_checkpoint(record["paths"]["checkpoints"]["last"])  # torch.load(weights_only=True)
