@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -252,6 +253,20 @@ class LRADataModule(L.LightningDataModule):
             # the dropout masks of a run resumed inside an epoch against the uninterrupted run.
             generator=torch.Generator().manual_seed(0),
         )
+
+
+class PaddedTokenDataModule(LRADataModule):
+    """A task of token sequences padded to ``max_length`` (ListOps, Text, Retrieval) and the batching options
+    they share: ``trim_padding`` or ``bucket`` for training, ``trim_eval``, cut to multiples of ``pad_multiple``."""
+
+    id_offset: ClassVar[int] = 0  # added to the stored values at real positions (Text, Retrieval store bytes: 1)
+
+    def __init__(self, *, trim_padding: bool = False, trim_eval: bool = True, bucket: bool = False,
+                 pad_multiple: int = 64, **common: Any):
+        super().__init__(**common)
+        self.form = BatchForm(id_offset=self.id_offset, trim=trim_padding, pad_multiple=pad_multiple)
+        self.trim_eval = trim_eval
+        self.bucket = bucket
 
 
 def storage_order(count: int, split: str) -> np.ndarray:

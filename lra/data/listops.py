@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from lra.data import cache, provenance
-from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec, first_with, release_candidates
+from lra.data.base import SPLITS, PaddedTokenDataModule, TaskSpec, first_with, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.listops import LRA_OPERATORS, ListOpsSettings, generate
 
@@ -143,7 +143,7 @@ def _generate_into(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class ListOpsDataModule(LRADataModule):
+class ListOpsDataModule(PaddedTokenDataModule):
     """ListOps as LRA releases it (``variant: lra``); a variant is a subclass that names itself in ``variant``."""
 
     variant: ClassVar[str] = "lra"
@@ -163,6 +163,7 @@ class ListOpsDataModule(LRADataModule):
             raise ValueError(f"task.variant must be one of {', '.join(variants)}, not {variant!r}")
         return variants[variant]
 
+    # The task's options with their defaults, read by lra.data.task_options: alike across tasks by design.
     def __init__(
         self,
         *,
@@ -176,10 +177,6 @@ class ListOpsDataModule(LRADataModule):
         generator: dict | None = None,
         generator_seed: int = 0,
         generator_workers: int | None = None,
-        trim_padding: bool = False,
-        trim_eval: bool = True,
-        bucket: bool = False,
-        pad_multiple: int = 64,
         name: str = "listops",
         **common,
     ):
@@ -195,9 +192,6 @@ class ListOpsDataModule(LRADataModule):
         self.generator_seed = generator_seed
         self.generator_workers = generator_workers
         self.max_length = max_length
-        self.form = BatchForm(trim=trim_padding, pad_multiple=pad_multiple)
-        self.trim_eval = trim_eval
-        self.bucket = bucket
         self.spec = TaskSpec(name=name, num_classes=10, max_length=max_length, vocab_size=LRA_VOCAB_SIZE)
         self.source_files: dict[str, Path] = {}
         self.source_label = ""

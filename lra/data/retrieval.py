@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lra.data import cache, provenance
-from lra.data.base import BatchForm, LRADataModule, TaskSpec, first_with, release_candidates
+from lra.data.base import PaddedTokenDataModule, TaskSpec, first_with, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.text import BYTE_VOCAB_SIZE
 
@@ -85,27 +85,24 @@ def read_pairs(path: Path, inputs: np.ndarray, lengths: np.ndarray, labels: np.n
                 lengths[row, side] = len(document)
 
 
-class RetrievalDataModule(LRADataModule):
+class RetrievalDataModule(PaddedTokenDataModule):
+    id_offset = 1  # bytes stored, ids = byte + 1 (tfds' ByteTextEncoder)
+
+    # The task's options with their defaults, read by lra.data.task_options: alike across tasks by design.
     def __init__(
         self,
         *,
         max_length: int = 4000,
         source_dir: str | None = None,
-        trim_padding: bool = False,
-        trim_eval: bool = True,
-        bucket: bool = False,
         pad_multiple: int = 128,
         name: str = "retrieval",
         **common,
     ):
-        super().__init__(**common)
+        super().__init__(pad_multiple=pad_multiple, **common)
         if max_length < 1:
             raise ValueError(f"task.max_length must be positive (LRA: 4000 per document), got {max_length}")
         self.max_length = max_length
         self.source_dir = Path(source_dir) if source_dir else None
-        self.bucket = bucket
-        self.trim_eval = trim_eval
-        self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
         self.spec = TaskSpec(
             name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE, dual=True
         )

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from lra.data import cache, hf, provenance
-from lra.data.base import BatchForm, LRADataModule, TaskSpec, storage_order
+from lra.data.base import PaddedTokenDataModule, TaskSpec, storage_order
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.fetch import ARCHIVES
 
@@ -118,7 +118,10 @@ def read_hf(where: Path | dict[str, list[Path]]) -> dict[str, list[tuple[int, in
     return reviews
 
 
-class TextDataModule(LRADataModule):
+class TextDataModule(PaddedTokenDataModule):
+    id_offset = 1  # bytes stored, ids = byte + 1 (tfds' ByteTextEncoder)
+
+    # The task's options with their defaults, read by lra.data.task_options: alike across tasks by design.
     def __init__(
         self,
         *,
@@ -127,14 +130,11 @@ class TextDataModule(LRADataModule):
         validation: str = "test",
         holdout_fraction: float = 0.1,
         split_seed: int = 0,
-        trim_padding: bool = False,
-        trim_eval: bool = True,
-        bucket: bool = False,
         pad_multiple: int = 128,
         name: str = "text",
         **common,
     ):
-        super().__init__(**common)
+        super().__init__(pad_multiple=pad_multiple, **common)
         if max_length < 1:
             raise ValueError(f"task.max_length must be positive (LRA: 1000, 2000 or 4000), got {max_length}")
         if validation not in VALIDATION:
@@ -149,9 +149,6 @@ class TextDataModule(LRADataModule):
         self.holdout_fraction = holdout_fraction
         self.split_seed = split_seed
         self.validation_split = "test" if validation == "test" else "val"
-        self.bucket = bucket
-        self.trim_eval = trim_eval
-        self.form = BatchForm(id_offset=1, trim=trim_padding, pad_multiple=pad_multiple)
         self.spec = TaskSpec(name=name, num_classes=2, max_length=max_length, vocab_size=BYTE_VOCAB_SIZE)
         self.source_kind = ""
         self.label = ""
