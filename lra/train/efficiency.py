@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -230,9 +231,6 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
     timed = [segment for segment in segments if "fit_seconds" in segment]  # older records' segments lack it
     fit_seconds = sum(segment["fit_seconds"] for segment in timed)
     ranks = longest.get("processes", 1)
-    per_rank = [{"samples_per_s": rate(sum(segment["per_rank"][r]["samples"] for segment in pooled)),
-                 "peak_memory_mib": max(segment["per_rank"][r]["peak_memory_mib"] for segment in pooled)}
-                for r in range(ranks)] if ranks > 1 and all("per_rank" in s for s in pooled) else None
     return {
         "steps_per_s": rate(total["steps"]),
         "samples_per_s": rate(total["samples"]),
@@ -248,11 +246,21 @@ def pool_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
         "processes": ranks,
         "peak_memory_sum_mib": max((s["peak_memory_sum_mib"] for s in pooled if "peak_memory_sum_mib" in s),
                                    default=None),
-        "per_rank": per_rank,
+        "per_rank": _pool_ranks(pooled, ranks, rate),
         "fit_seconds": round(fit_seconds, 3) if timed else None,
         "validation_fraction": round(sum(s["validation_seconds"] for s in timed) / fit_seconds, 4)
         if fit_seconds > 0 else None,
     }
+
+
+def _pool_ranks(pooled: list[dict[str, Any]], ranks: int,
+                rate: Callable[[float], float | None]) -> list[dict[str, Any]] | None:
+    """Each rank's rate and peak memory over the pooled segments (None for one process, or older segments)."""
+    if ranks <= 1 or not all("per_rank" in segment for segment in pooled):
+        return None
+    return [{"samples_per_s": rate(sum(segment["per_rank"][r]["samples"] for segment in pooled)),
+             "peak_memory_mib": max(segment["per_rank"][r]["peak_memory_mib"] for segment in pooled)}
+            for r in range(ranks)]
 
 
 def speed_options(module: LRAModule, datamodule: LRADataModule) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import hydra
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -94,8 +95,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule.spec)
     monitor, history = EfficiencyMonitor(cfg.measure_warmup_steps), ValidationHistory()
     stamp = RunStamp(OmegaConf.to_yaml(cfg, resolve=True), place.run_id, place.resumes)
-    extra = [DivergenceGuard(cfg.progress_refresh_steps), monitor, history, RandomStateCheckpoint(), stamp, stop]
-    trainer = make_trainer(cfg, place.run_dir, extra)
+    trainer = make_trainer(cfg, place.run_dir, [DivergenceGuard(cfg.progress_refresh_steps), monitor, history,
+                                                RandomStateCheckpoint(), stamp, stop])
     if place.resume_from is not None and main:
         remove_orphans(place.resume_from.parent, place.resume_from, place.checkpoint)
     record = base_record(cfg, place, datamodule, module, store)
@@ -103,10 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     logger = None
     try:
         logger = make_wandb_logger(cfg, place.run_id, place.run_dir, datamodule.spec.name) if main else None
-        trainer.logger = logger
-        record["paths"].update(wandb=run_location(logger), wandb_segments=wandb_segments(logger, place.run_dir))
-        if place.checkpoint is not None:
-            replay_history(logger, recorded_history(place.checkpoint))
+        attach_logger(trainer, logger, record, place)
         with run_id_shared(place.run_id):
             trainer.fit(module, datamodule=datamodule, ckpt_path=place.resume_from, weights_only=True)
         # read before the tests: loading a checkpoint to test it restores the callbacks' states
@@ -131,6 +129,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if main:
         print_summary(record, store.path(place.run_id))
     return record
+
+
+def attach_logger(trainer: L.Trainer, logger: WandbLogger | None, record: dict[str, Any], place: RunPlace) -> None:
+    """Give the trainer its logger, the record the wandb run's location, and a resumed run's wandb run the
+    validation history its checkpoint carries."""
+    trainer.logger = logger
+    record["paths"].update(wandb=run_location(logger), wandb_segments=wandb_segments(logger, place.run_dir))
+    if place.checkpoint is not None:
+        replay_history(logger, recorded_history(place.checkpoint))
 
 
 def describe_error(error: BaseException) -> str:
