@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lra.data import cache, provenance
-from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec, first_with, release_candidates
+from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec, first_with, register_task, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.listops import (
     LRA_OPERATORS,
@@ -206,6 +206,7 @@ def taylorshift_eval_set(
     return {"inputs": inputs, "lengths": lengths, "labels": labels}
 
 
+@register_task("listops")
 class ListOpsDataModule(LRADataModule):
     def __init__(
         self,
