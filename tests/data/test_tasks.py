@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from lra.conf import CONF_DIR
 from lra.data import TASKS, LRADataModule, register_task, task_modules
-from lra.train.config import CONF_DIR
 
 
 def _declared_tasks(module: str) -> set[str]:
