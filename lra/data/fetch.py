@@ -45,6 +45,7 @@ class Archive:
     contents: str  # what lands in <data_dir>/raw
 
 
+# One entry per archive, alike in shape by design: data, not logic to share.
 ARCHIVES = {
     "lra_release": Archive(
         name="lra_release",

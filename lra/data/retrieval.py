@@ -87,6 +87,9 @@ def read_pairs(path: Path, inputs: np.ndarray, lengths: np.ndarray, labels: np.n
 
 @register_task("retrieval")
 class RetrievalDataModule(LRADataModule):
+    # The trimming options (trim_padding ... pad_multiple) stand in each padded task's signature on purpose, as
+    # in ListOps, Text and Retrieval: a task's keyword-only parameters are the keys
+    # its conf/task yaml may set (lra.data.task_options), with that task's defaults (pad_multiple 64 for ListOps).
     def __init__(
         self,
         *,

@@ -120,6 +120,9 @@ def read_hf(where: Path | dict[str, list[Path]]) -> dict[str, list[tuple[int, in
 
 @register_task("text")
 class TextDataModule(LRADataModule):
+    # The trimming options (trim_padding ... pad_multiple) stand in each padded task's signature on purpose, as
+    # in ListOps, Text and Retrieval: a task's keyword-only parameters are the keys
+    # its conf/task yaml may set (lra.data.task_options), with that task's defaults (pad_multiple 64 for ListOps).
     def __init__(
         self,
         *,
