@@ -7,6 +7,9 @@ At the bottom layer with ``lra.results``: the data, probe and training commands 
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -78,3 +81,16 @@ def number(cfg: DictConfig, key: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     raise OverrideError(f"{key} must be a number, got {value!r}")
+
+
+def exit_status(command: Callable[[], object], user_errors: tuple[type[Exception], ...]) -> int:
+    """Run a command-line entry point: 0 when it is done; 2 and one ``error: <message>`` on stderr for an error a
+    user can fix (``user_errors``, and ``OverrideError``), not a traceback (``HYDRA_FULL_ERROR=1`` shows it)."""
+    try:
+        command()
+    except (OverrideError, *user_errors) as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

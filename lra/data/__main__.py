@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lra.conf import compose, integer
+from lra.conf import compose, exit_status, integer
 from lra.data.errors import DataError
 
 
@@ -139,15 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
-    try:
+
+    def command() -> None:
         config_name, function, overrides = split_command(argv)
         function(compose(config_name, overrides))
-    except (DataError, ValueError) as error:  # OverrideError and UnknownTaskError are ValueErrors
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(command, (DataError, ValueError))  # ValueError: UnknownTaskError, a generator's settings
 
 
 if __name__ == "__main__":

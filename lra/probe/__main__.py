@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lra.conf import compose, integer, number
+from lra.conf import compose, exit_status, integer, number
 from lra.data import DataError
 
 
@@ -34,14 +33,8 @@ def probe(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        probe(compose("probe", sys.argv[1:] if argv is None else argv))
-    except (DataError, ValueError) as error:  # OverrideError and UnknownTaskError are ValueErrors
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    overrides = sys.argv[1:] if argv is None else argv
+    return exit_status(lambda: probe(compose("probe", overrides)), (DataError, ValueError))  # UnknownTaskError
 
 
 if __name__ == "__main__":
