@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lra.conf import compose, exit_status, integer, number
+from lra.conf import CONF_DIR, compose, exit_status, integer, number
 from lra.data import DataError
 
 
@@ -34,6 +34,9 @@ def probe(cfg: DictConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     overrides = sys.argv[1:] if argv is None else argv
+    if overrides[:1] in (["-h"], ["--help"]):
+        print((CONF_DIR / "probe.yaml").read_text())
+        return 0
     return exit_status(lambda: probe(compose("probe", overrides)), (DataError, ValueError))  # UnknownTaskError
 
 
