@@ -48,7 +48,7 @@ data: ## Fetch (where a network allows) and prepare a task's data: make data TAS
 	$(BIN)/python -m lra.data prepare task=$(TASK) $(ARGS)
 
 probe: ## Is an image task's data learnable? A small CNN, not an LRA model: make probe TASK=pathfinder
-	$(BIN)/python -m lra.data probe task=$(TASK) $(ARGS)
+	$(BIN)/python -m lra.probe task=$(TASK) $(ARGS)
 
 bench: ## Attention speed and memory vs length -> results/bench/<device>/
 	$(BIN)/python -m lra.bench $(ARGS)

@@ -9,5 +9,6 @@ and a markdown summary under ``results/bench/<device>/`` and logs the same to wa
 Modules: ``series`` (what is measured), ``workloads`` (the units), ``measure`` (timing, memory,
 failures), ``analytic`` (the TaylorShift paper's cost model), ``crossover`` (crossovers read off a
 sweep), ``reference`` (published figures), ``report`` and ``plots`` (outputs), ``tracking`` (wandb),
-``loop`` (training-loop overhead), ``run`` (the whole run).
+``loop`` (training-loop overhead), ``run`` (the whole run). Two levels answer one question each:
+``softmax_padding`` (the padded-softmax paths) and ``taylorshift_kernels`` (the fused kernels' checks and tilings).
 """

@@ -1,7 +1,14 @@
-"""``python -m lra.bench``: the efficiency benchmark, configured by ``conf/bench.yaml`` (Hydra)."""
+"""``python -m lra.bench``: the efficiency benchmark, configured by ``conf/bench.yaml`` (Hydra).
+
+``bench.level`` core, layer, model or loop: the sweep of ``lra.bench.run``. Two levels measure one question
+each, with settings of their own under ``bench.<level>``: ``softmax_padding`` (``lra.bench.softmax_padding``:
+SDPA with a mask against packed FlashAttention varlen) and ``taylorshift_kernels``
+(``lra.bench.taylorshift_kernels``: the fused TaylorShift kernels checked, tuned and timed on a CUDA GPU).
+"""
 
 from __future__ import annotations
 
+import importlib
 import shlex
 
 import hydra
@@ -10,6 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from lra.bench import tracking
 from lra.bench.run import config_from, run
+from lra.bench.workloads import LEVELS
+
+OWN_LEVELS = ("softmax_padding", "taylorshift_kernels")  # each the module lra.bench.<level> with run(bench, command)
 
 
 def command_line() -> str:
@@ -20,8 +30,15 @@ def command_line() -> str:
 
 @hydra.main(version_base=None, config_path="../../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
+    bench = OmegaConf.to_container(cfg.bench, resolve=True)
     try:
-        config = config_from(OmegaConf.to_container(cfg.bench, resolve=True))
+        if bench["level"] in OWN_LEVELS:
+            paths = importlib.import_module(f"lra.bench.{bench['level']}").run(bench, command_line())
+            print("\n".join(f"wrote {path}" for path in paths.values()))
+            return
+        if bench["level"] not in (*LEVELS, "loop"):
+            raise ValueError(f"bench.level={bench['level']!r}; valid: {', '.join((*LEVELS, 'loop', *OWN_LEVELS))}")
+        config = config_from(bench)
         tracking.check_available(config.wandb.enabled)
     except (ValueError, TypeError, RuntimeError) as error:  # bad settings: the message, not a traceback
         raise SystemExit(f"lra.bench: {error}") from None

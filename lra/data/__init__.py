@@ -6,26 +6,26 @@ batches of one form (see ``lra.data.base``). ``create(task_config, data_dir=...,
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from lra.data.base import LRADataModule, TaskSpec
+from lra.data.base import TASKS, LRADataModule, TaskSpec, register_task
 from lra.data.errors import DataError, DataNotFoundError
-from lra.data.image import ImageDataModule
-from lra.data.listops import ListOpsDataModule
-from lra.data.listops_taylorshift import TaylorShiftListOpsDataModule  # noqa: F401  (task.variant=taylorshift)
-from lra.data.pathfinder import PathfinderDataModule
-from lra.data.retrieval import RetrievalDataModule
-from lra.data.text import TextDataModule
 
-TASKS: dict[str, type[LRADataModule]] = {
-    "listops": ListOpsDataModule,
-    "text": TextDataModule,
-    "retrieval": RetrievalDataModule,
-    "image": ImageDataModule,
-    "pathfinder": PathfinderDataModule,
-}
+
+def task_modules() -> list[str]:
+    """The modules of this package (not its subpackages or ``__main__``): a task is one of them that
+    registers its data module with ``@register_task(NAME)``, plus ``conf/task/NAME.yaml``."""
+    return sorted(f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)
+                  if not info.ispkg and not info.name.startswith("_"))
+
+
+for _module in task_modules():  # importing a task module registers its task in TASKS
+    importlib.import_module(_module)
+
 _COMMON = {"data_dir", "seed"}
 
 
@@ -66,5 +66,7 @@ __all__ = [
     "TaskSpec",
     "UnknownTaskError",
     "create",
+    "register_task",
+    "task_modules",
     "task_options",
 ]

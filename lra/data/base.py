@@ -33,7 +33,7 @@ cache stays one byte per position).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -293,3 +293,18 @@ def release_candidates(source_dir: Path | None, data_dir: Path, subfolder: str) 
     if source_dir is not None:
         candidates[:0] = [source_dir / subfolder, source_dir / "lra_release" / subfolder, source_dir]
     return candidates
+
+
+TASKS: dict[str, type[LRADataModule]] = {}  # filled by ``register_task`` as ``lra.data`` imports the task modules
+
+
+def register_task(name: str) -> Callable[[type[LRADataModule]], type[LRADataModule]]:
+    """Class decorator: the data module of task ``name`` (``task=NAME``, ``conf/task/NAME.yaml``)."""
+
+    def register(cls: type[LRADataModule]) -> type[LRADataModule]:
+        if name in TASKS and TASKS[name] is not cls:
+            raise ValueError(f"task {name!r} is registered twice: {TASKS[name].__module__} and {cls.__module__}")
+        TASKS[name] = cls
+        return cls
+
+    return register

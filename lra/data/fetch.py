@@ -45,6 +45,7 @@ class Archive:
     contents: str  # what lands in <data_dir>/raw
 
 
+# One entry per archive, alike in shape by design: data, not logic to share.
 ARCHIVES = {
     "lra_release": Archive(
         name="lra_release",
@@ -252,7 +253,7 @@ def safe_extract(path: Path, target: Path, *, replace: bool = False) -> list[Pat
                 if clash and not replace:
                     raise DataError(
                         f"{', '.join(map(str, clash))} already exist(s) and did not come from this "
-                        "archive's verified unpacking; remove them, or pass --force to replace them"
+                        "archive's verified unpacking; remove them, or pass force=true to replace them"
                     )
                 for entry, destination in zip(entries, destinations, strict=True):
                     if destination.exists():

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from lra.data import cache, hf, provenance
-from lra.data.base import BatchForm, LRADataModule, TaskSpec, storage_order
+from lra.data.base import BatchForm, LRADataModule, TaskSpec, register_task, storage_order
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.fetch import ARCHIVES
 
@@ -232,6 +232,7 @@ def split_last(count: int, fraction: float = VAL_FRACTION) -> int:
     return int(round(count * (1 - fraction)))
 
 
+@register_task("image")
 class ImageDataModule(LRADataModule):
     def __init__(
         self,

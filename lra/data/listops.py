@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from lra.data import cache, provenance
-from lra.data.base import SPLITS, PaddedTokenDataModule, TaskSpec, first_with, release_candidates
+from lra.data.base import SPLITS, PaddedTokenDataModule, TaskSpec, first_with, register_task, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.listops import LRA_OPERATORS, ListOpsSettings, generate
 
@@ -143,6 +143,7 @@ def _generate_into(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@register_task("listops")
 class ListOpsDataModule(PaddedTokenDataModule):
     """ListOps as LRA releases it (``variant: lra``); a variant is a subclass that names itself in ``variant``."""
 

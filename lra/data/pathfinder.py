@@ -49,7 +49,7 @@ import torch
 from PIL import Image
 
 from lra.data import cache, provenance
-from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec
+from lra.data.base import SPLITS, BatchForm, LRADataModule, TaskSpec, register_task
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.generate.pathfinder import (
     DIFFICULTY_DIRS,
@@ -239,6 +239,7 @@ def estimate_generation_seconds(resolution: int, difficulty: str, num_images: in
     return (time.process_time() - started) / count * num_images / max(workers, 1)
 
 
+@register_task("pathfinder")
 class PathfinderDataModule(LRADataModule):
     """``task=pathfinder``: the release or a generated set, split, decoded once into a uint8 cache."""
 

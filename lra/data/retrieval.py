@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lra.data import cache, provenance
-from lra.data.base import PaddedTokenDataModule, TaskSpec, first_with, release_candidates
+from lra.data.base import PaddedTokenDataModule, TaskSpec, first_with, register_task, release_candidates
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.text import BYTE_VOCAB_SIZE
 
@@ -85,6 +85,7 @@ def read_pairs(path: Path, inputs: np.ndarray, lengths: np.ndarray, labels: np.n
                 lengths[row, side] = len(document)
 
 
+@register_task("retrieval")
 class RetrievalDataModule(PaddedTokenDataModule):
     id_offset = 1  # bytes stored, ids = byte + 1 (tfds' ByteTextEncoder)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from lra.data import cache, hf, provenance
-from lra.data.base import PaddedTokenDataModule, TaskSpec, storage_order
+from lra.data.base import PaddedTokenDataModule, TaskSpec, register_task, storage_order
 from lra.data.errors import DataError, DataNotFoundError
 from lra.data.fetch import ARCHIVES
 
@@ -118,6 +118,7 @@ def read_hf(where: Path | dict[str, list[Path]]) -> dict[str, list[tuple[int, in
     return reviews
 
 
+@register_task("text")
 class TextDataModule(PaddedTokenDataModule):
     id_offset = 1  # bytes stored, ids = byte + 1 (tfds' ByteTextEncoder)
 

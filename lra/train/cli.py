@@ -49,9 +49,8 @@ def unknown_override(config_name: str, argv: list[str]) -> str | None:
     command line is one Hydra itself will refuse or handle: sweeps, a bad group, a bad flag)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    from lra.train.config import CONF_DIR, unknown_key_message
+    from lra.conf import CONF_DIR, unknown_key, unknown_key_message
 
     try:
         from hydra._internal.utils import get_args_parser
@@ -64,15 +63,14 @@ def unknown_override(config_name: str, argv: list[str]) -> str | None:
         try:
             compose(args.config_name or config_name, overrides=overrides)
         except ConfigCompositionException as error:
-            cause = error.__cause__
-            if (isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.parent_node is not None
-                    and str(error).startswith("Could not override")):
-                parent = (cause.full_key or "").rpartition(".")[0]
-                if parent == "attention" and "attention=custom" in overrides:
-                    return (f"attention.{cause.key}: the options of a backend of your own are added with a +: "
-                            f"+attention.{cause.key}=... (python -m lra.attention check TARGET checks them)")
-                valid = [str(key) for key in cause.parent_node if key != "hydra"]
-                return unknown_key_message(str(cause.key), parent, valid)
+            found = unknown_key(error)
+            if found is None:
+                return None
+            key, parent, valid = found
+            if parent == "attention" and "attention=custom" in overrides:
+                return (f"attention.{key}: the options of a backend of your own are added with a +: "
+                        f"+attention.{key}=... (python -m lra.attention check TARGET checks them)")
+            return unknown_key_message(key, parent, valid)
         except Exception:  # anything else: Hydra says it in its own words
             return None
     return None

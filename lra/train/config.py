@@ -15,7 +15,6 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -25,9 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 import lra.attention
 import lra.data
 from lra.attention.registry import AttentionChoice, UnknownBackendError, backend_class
+from lra.conf import CONF_DIR, unknown_key_message
 from lra.model import ModelConfig
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 class ConfigError(ValueError):
@@ -94,16 +92,6 @@ def check_top_level(cfg: DictConfig, config_name: str) -> None:
         expected = {bool: bool, int: int, float: float}.get(type(default))
         if expected is not None:
             _check_value(key, cfg[key], expected)
-
-
-def unknown_key_message(key: str, parent: str, valid: list[str]) -> str:
-    """``key`` is not among ``valid`` (the keys of ``parent``, "" for the top level): say so, with the
-    closest valid names."""
-    where = f"{parent} has" if parent else "the config has"
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    return (f"{(parent + '.') if parent else ''}{key}: no such key{hint}\n"
-            f"{where}: {', '.join(sorted(valid))}")
 
 
 def _check_keys(group: str, node: DictConfig, valid: set[str]) -> None:

@@ -6,7 +6,7 @@ so a flat curve from an attention model says nothing about whether the data are 
 splits that ``train.py`` would use, through the task's own data module, with no attention anywhere. Its
 accuracy is a data check, not an LRA result.
 
-``python -m lra.data probe task=pathfinder ...`` runs it (``lra/data/__main__.py``).
+``python -m lra.probe task=pathfinder ...`` runs it (``lra/probe/__main__.py``, ``conf/probe.yaml``).
 """
 
 from __future__ import annotations

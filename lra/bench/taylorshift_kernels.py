@@ -1,6 +1,7 @@
-"""Check and time the fused TaylorShift kernels on a CUDA GPU in one run.
+"""Check and time the fused TaylorShift kernels on a CUDA GPU in one run: a benchmark level.
 
-``python -m lra.attention.kernels.gpu_check --out DIR [--sections check,sweep,overhead,table,report]``
+``python -m lra.bench bench.level=taylorshift_kernels [bench.taylorshift_kernels.sections=[check,table] ...]``
+(settings: ``bench.taylorshift_kernels`` in ``conf/bench.yaml``; output folder ``bench.out_dir``)
 
 Sections run in the order given:
 
@@ -16,21 +17,21 @@ Sections run in the order given:
   (q, k, v and the output gradient) beside PyTorch SDPA, B=32, H=4, bf16, d in {32, 64}.
 * report: the compiler's registers, spills, shared memory and tensor-core instructions per kernel.
 
-Prints a short table last; the full results go to DIR/gpu_check.json. Needs only torch and triton.
+Prints a short table last; the full results go to ``<bench.out_dir>/<bench.name or taylorshift_kernels>.json``.
+Needs CUDA and Triton; exits with status 1 when a check fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -38,8 +39,11 @@ import torch.nn.functional as F
 import triton
 
 from lra.attention.kernels import taylorshift as ts
+from lra.bench.report import write_atomic
+from lra.bench.run import device_slug
+from lra.train.records import environment
 
-LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
+SECTIONS = ("check", "sweep", "overhead", "table", "report")
 CUOBJDUMP = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
 SDPA_MAX_LENGTH = 32768  # beyond, one SDPA step takes seconds: the quadratic trend is clear by then
 
@@ -109,12 +113,19 @@ def check_one(n, d, dtype, config=None, batch=2, heads=3, padded=True) -> dict:
     return {"n": n, "d": d, "dtype": str(dtype), "ok": ok, **errors}
 
 
+def fwd_bwd_step(fn, q, k, v, dout) -> Callable[[], None]:
+    """One forward+backward of ``fn``, the input gradients dropped first so that they are allocated anew."""
+
+    def step() -> None:
+        for t in (q, k, v):
+            t.grad = None
+        fn(q, k, v).backward(dout)
+    return step
+
+
 def time_fwd_bwd(fn, q, k, v, dout) -> tuple[float, float]:
     """(median ms, peak MiB above the inputs) of forward+backward."""
-
-    def step():
-        fn(q, k, v).backward(dout)
-
+    step = fwd_bwd_step(fn, q, k, v, dout)
     step()
     torch.cuda.synchronize()
     for t in (q, k, v):
@@ -180,11 +191,7 @@ def sweep_configs(d: int) -> dict[str, ts.KernelConfig]:
 
 def kernel_times(fn, q, k, v, dout, repeats=5) -> dict[str, float]:
     """Mean device ms per call of each CUDA kernel in forward+backward, from the torch profiler."""
-    def step():
-        for t in (q, k, v):
-            t.grad = None
-        fn(q, k, v).backward(dout)
-
+    step = fwd_bwd_step(fn, q, k, v, dout)
     for _ in range(2):
         step()
     torch.cuda.synchronize()
@@ -334,14 +341,10 @@ def run_overhead() -> dict:
     for name, fn, fast in (("fused", fused(), True), ("fused_slow_launch", fused(), False), ("sdpa", sdpa, True)):
         ts.FAST_LAUNCH = fast
         for mode in ("fwd", "fwd_bwd"):
-            def step(fn=fn, mode=mode):
-                if mode == "fwd":
-                    with torch.no_grad():
-                        fn(q, k, v)
-                else:
-                    for t in (q, k, v):
-                        t.grad = None
-                    fn(q, k, v).backward(dout)
+            def forward(fn=fn) -> None:
+                with torch.no_grad():
+                    fn(q, k, v)
+            step = forward if mode == "fwd" else fwd_bwd_step(fn, q, k, v, dout)
             for _ in range(20):
                 step()
             torch.cuda.synchronize()
@@ -355,49 +358,48 @@ def run_overhead() -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
-    parser.add_argument("--sections", default="check,sweep,overhead,table,report")
-    parser.add_argument("--dims", default="32,64")
-    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
-    parser.add_argument("--sweep-sizes", default="32:2048,32:16384,64:4096")
-    parser.add_argument("--budget-s", type=float, default=400.0)
-    args = parser.parse_args()
+def run(bench: Mapping, command: str) -> dict[str, Path]:
+    """The sections of ``bench.taylorshift_kernels``; writes the JSON, prints the summary; exits 1 on a failed check."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("bench.level=taylorshift_kernels needs a CUDA GPU (the fused kernels are Triton on CUDA)")
+    settings = bench["taylorshift_kernels"]
+    unknown = [section for section in settings["sections"] if section not in SECTIONS]
+    if unknown:
+        raise ValueError(f"bench.taylorshift_kernels.sections: {', '.join(map(str, unknown))}; valid: "
+                         f"{', '.join(SECTIONS)}")
     start = time.time()
-    deadline = start + args.budget_s
-    args.out.mkdir(parents=True, exist_ok=True)
-    sections = set(args.sections.split(","))
-    ds = [int(x) for x in args.dims.split(",")]
-    lengths = [int(x) for x in args.lengths.split(",")]
-    sweep_sizes = [tuple(int(y) for y in x.split(":")) for x in args.sweep_sizes.split(",") if x]
-    env = {
-        "torch": torch.__version__, "triton": triton.__version__, "device": torch.cuda.get_device_name(),
-        "sms": torch.cuda.get_device_properties(0).multi_processor_count, "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
+    deadline = start + float(settings["budget_s"])
+    sections = list(settings["sections"])
+    sweep_sizes = [tuple(int(part) for part in str(size).split(":")) for size in settings["sweep_sizes"]]
+    env = {**environment(), "triton": triton.__version__, "command": command,
+           "sms": torch.cuda.get_device_properties(0).multi_processor_count, "date": time.strftime("%Y-%m-%d %H:%M")}
     log("env", env)
     if "table" in sections and "sweep" not in sections:
         log("table uses the default configs")
     result: dict = {"env": env, "ceilings": measure_ceilings()}
     log("ceilings", result["ceilings"])
     picks: dict[int, ts.KernelConfig] = {}
-    for section in args.sections.split(","):
+    for section in sections:
         if section == "check":
             result["check"] = run_checks(sorted({d for d, _ in sweep_sizes}) if "sweep" in sections else [])
         elif section == "sweep":
             result["sweep"] = run_sweep(sweep_sizes, deadline)
             picks = pick_and_check(result)
         elif section == "table":
-            result["table"] = run_table(ds, lengths, deadline, picks)
+            result["table"] = run_table(list(settings["dims"]), list(settings["lengths"]), deadline, picks)
         elif section == "overhead":
             result["overhead"] = run_overhead()
         elif section == "report":
             result["report"] = compile_report()
-    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=str))
+    out_dir = Path(bench.get("out_dir") or f"results/bench/{device_slug(torch.device('cuda'))}")
+    path = out_dir / f"{bench.get('name') or 'taylorshift_kernels'}.json"
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1, default=str)))
     summarize(result)
     log(f"elapsed {time.time() - start:.0f} s")
     if "check" in result and not all(r["ok"] for r in result["check"]):
+        log(f"wrote {path}")
         sys.exit(1)
+    return {"json": path}
 
 
 def summarize(result: dict) -> None:
@@ -432,6 +434,3 @@ def summarize(result: dict) -> None:
     spilling = [r for r in result.get("report", []) if r["spills"] or r.get("LDL")]
     log(f"REPORT {len(result.get('report', []))} compiled kernels, {len(spilling)} with spills")
 
-
-if __name__ == "__main__":
-    main()

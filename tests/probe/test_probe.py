@@ -1,4 +1,4 @@
-"""``python -m lra.data probe``: a small CNN on a prepared image task's cache; its report; what it refuses."""
+"""``python -m lra.probe``: a small CNN on a prepared image task's cache; its report; what it refuses."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lra.data.__main__ import main
 from lra.data.errors import DataError
-from lra.train.probe import ProbeCNN
-
-from .fixtures import write_cifar_pickles
+from lra.probe.__main__ import main
+from lra.probe.cnn import ProbeCNN
+from tests.data import fixtures
+from tests.data.fixtures import write_cifar_pickles
 
 REPORT_FIELDS = {"task", "task_settings", "data_source", "epochs", "history", "val_acc", "test_acc", "chance",
                  "seconds", "date", "environment", "batch_size", "lr", "seed", "max_train", "train_examples"}
@@ -21,7 +21,7 @@ REPORT_FIELDS = {"task", "task_settings", "data_source", "epochs", "history", "v
 
 def _pathfinder_probe(*options: str) -> int:
     """A probe of a small generated Pathfinder-32 set (generated into ``$LRA_DATA_DIR`` on first use)."""
-    return main(["probe", "task=pathfinder", "task.difficulty=easy", "task.num_images=200",
+    return main(["task=pathfinder", "task.difficulty=easy", "task.num_images=200",
                  "task.prepare_workers=1", *options])
 
 
@@ -49,7 +49,7 @@ def test_pathfinder_probe_writes_its_report(workdir: Path, capsys) -> None:
 def test_image_probe_takes_float_pixels_and_writes_to_out(workdir: Path, capsys, hf_home) -> None:
     source, _ = write_cifar_pickles(workdir / "src", per_batch=8)
     out = workdir / "elsewhere" / "image.json"
-    code = main(["probe", "task=image", f"task.source_dir={source}", "task.pixels=floats", "epochs=1",
+    code = main(["task=image", f"task.source_dir={source}", "task.pixels=floats", "epochs=1",
                  "batch_size=8", f"out={out}"])
     assert code == 0, capsys.readouterr().err
     report = json.loads(out.read_text())
@@ -70,7 +70,8 @@ def test_network_maps_a_flat_image_batch_to_class_logits() -> None:
     [
         (["task=listops"], "probe takes task=image or task=pathfinder (the image tasks), got task=listops"),
         ([], "probe takes task=image or task=pathfinder (the image tasks), got no task"),
-        (["task=pathfinder", "colour=red"], "probe: unknown option(s) colour; options: task=NAME"),
+        (["task=pathfinder", "colour=red"], "colour: no such key\nthe config has: batch_size, epochs, lr"),
+        (["task=nope"], "task=nope: no such config; task: image, listops, listops_small, pathfinder"),
         (["task=pathfinder", "task.batch_size=8"], "set the batch size with batch_size=N"),
         (["task=pathfinder", "epochs=two"], "epochs must be an integer"),
         (["task=pathfinder", "lr=fast"], "lr must be a number"),
@@ -78,7 +79,7 @@ def test_network_maps_a_flat_image_batch_to_class_logits() -> None:
 )
 def test_bad_probe_commands_give_one_short_error_before_any_data_work(argv, message, workdir: Path,
                                                                        capsys) -> None:
-    assert main(["probe", *argv]) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (workdir / "data").exists()
@@ -91,10 +92,32 @@ def test_a_train_split_smaller_than_one_batch_is_refused(workdir: Path, capsys) 
 
 @pytest.mark.slow
 def test_the_probe_learns_easy_pathfinder(workdir: Path) -> None:
-    """Can fail on learning: 8000 easy images (6400 to train on), 5 epochs of 100 steps. Chance is 0.5 and 800
-    validation images put 0.6 over five standard deviations above it; measured: 0.92 after 4 epochs, 0.94
-    after 5 (about 100 s on 2 CPU cores). With half the images the CNN memorises instead (0.51 after 8)."""
+    """Can fail on learning: 8000 easy images of generator version 2 (6400 to train on), 2 epochs of 100 steps.
+    Chance is 0.5; on 800 validation images 0.56 is 3.4 standard deviations above it, so a probe that learned
+    nothing passes with a chance below 1e-3 per epoch. Measured (2026-12-02, 2 shared CPU cores, 24 s an epoch):
+    val 0.589, 0.598 after epochs 1 and 2 (then 0.553, 0.601): this set is learned slowly at this size, so the
+    test asks for learning, not for accuracy (the learning itself: test_the_probe_learns_what_the_pixels_show)."""
     out = workdir / "easy.json"
-    assert main(["probe", "task=pathfinder", "task.difficulty=easy", "task.num_images=8000", "epochs=5",
+    assert main(["task=pathfinder", "task.difficulty=easy", "task.num_images=8000", "epochs=2",
                  "batch_size=64", f"out={out}"]) == 0
-    assert max(json.loads(out.read_text())["val_acc"]) >= 0.6
+    assert max(json.loads(out.read_text())["val_acc"]) >= 0.56
+
+
+def _dark_or_bright(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-shaped images whose label is in plain sight: class 0 dark, class 1 bright, noise on both."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    images = rng.integers(0, 100, (count, 32, 32, 3)) + 155 * labels[:, None, None, None]
+    return images.astype(np.uint8), labels
+
+
+def test_the_probe_learns_what_the_pixels_show(workdir: Path, capsys, hf_home, monkeypatch) -> None:
+    """Can fail on learning, in seconds: a broken loss, optimizer, label order or evaluation stays near chance
+    (the test split's majority label, about 0.5) where a working probe separates dark from bright images."""
+    monkeypatch.setattr(fixtures, "cifar_images", _dark_or_bright)
+    source, _ = fixtures.write_cifar_pickles(workdir / "src", per_batch=64, test=64)
+    out = workdir / "bright.json"
+    assert main(["task=image", f"task.source_dir={source}", "epochs=1", "batch_size=16", f"out={out}"]) == 0, \
+        capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["chance"] < 0.7 and report["test_acc"] >= 0.9 and max(report["val_acc"]) >= 0.9

@@ -1,0 +1,76 @@
+"""The benchmark levels that answer one question each: ``softmax_padding`` and ``taylorshift_kernels``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lra.bench import softmax_padding, taylorshift_kernels
+from lra.conf import compose
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["bench.batch_size=2", "bench.heads=2", "bench.head_dim=8", "bench.softmax_padding.lengths=[32]",
+        "bench.timing.warmup=1", "bench.timing.repeats=2"]
+
+
+def bench_settings(tmp_path: Path, *overrides: str) -> dict:
+    return OmegaConf.to_container(compose("bench", [*TINY, f"bench.out_dir={tmp_path}", *overrides]).bench,
+                                  resolve=True)
+
+
+def test_softmax_padding_level_times_each_path_from_the_command_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "lra.bench", "bench.level=softmax_padding", "bench.device=cpu", *TINY,
+               f"bench.out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / "softmax_padding.csv", newline="") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == ["unpadded", "mask", "varlen"]
+    for path in ("unpadded", "mask"):
+        assert rows[path]["status"] == "ok" and float(rows[path]["ms_fwd_bwd"]) > 0
+        assert rows[path]["length"] == "32" and rows[path]["device"] == "cpu"
+    assert 0.25 <= float(rows["mask"]["real_fraction"]) <= 1
+    assert rows["varlen"]["status"] == "error" and rows["varlen"]["note"]  # no varlen kernel on CPU
+    assert "    32    8      mask" in done.stdout and f"wrote {tmp_path / 'softmax_padding.csv'}" in done.stdout
+
+
+def test_an_unknown_level_names_every_level(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "lra.bench", "bench.level=kernels",
+                           f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "lra.bench: bench.level='kernels'; valid: core, layer, model, loop, softmax_padding, " \
+           "taylorshift_kernels" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal without CUDA")
+def test_the_kernel_level_says_it_needs_cuda(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="bench.level=taylorshift_kernels needs a CUDA GPU"):
+        taylorshift_kernels.run(bench_settings(tmp_path, "bench.level=taylorshift_kernels"), "pytest")
+
+
+@pytest.mark.gpu
+def test_the_kernels_pass_their_checks_on_the_gpu(tmp_path: Path) -> None:
+    paths = taylorshift_kernels.run(bench_settings(tmp_path, "bench.taylorshift_kernels.sections=[check]"), "pytest")
+    result = json.loads(paths["json"].read_text())
+    assert result["check"] and all(check["ok"] for check in result["check"])
+    assert result["env"]["triton"] and result["env"]["command"] == "pytest"
+
+
+@pytest.mark.gpu
+def test_varlen_agrees_with_the_mask_on_the_gpu(tmp_path: Path, capsys) -> None:
+    paths = softmax_padding.run(bench_settings(tmp_path, "bench.softmax_padding.lengths=[1024]",
+                                               "bench.head_dim=32"), "pytest")
+    with open(paths["csv"], newline="") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert all(rows[path]["status"] == "ok" for path in softmax_padding.PATHS), rows
+    difference = float(capsys.readouterr().out.split("varlen")[-1].split()[-1])
+    assert difference < 5e-2  # bf16: the two kernels round differently
