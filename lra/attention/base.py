@@ -49,8 +49,8 @@ class AttentionBackend(nn.Module):
     * ``permutation_equivariant``: permuting the tokens permutes the outputs (the output at a token depends on
       the others only as a set); None: not stated (the contract check then skips it).
     * ``complexity``: time of the default form in N (tokens), d (head_dim) and the backend's own sizes, e.g.
-      ``"O(N^2 d)"``; ``complexity_of(options)`` gives it for other options (a form whose complexity has
-      ``N^2`` builds N x N tensors, the others never do: ``tests/attention/test_memory.py`` checks both).
+      ``"O(N^2 d)"``; ``complexity_of(options)`` gives it for other options. A form whose complexity has no
+      ``N^2`` term never builds an N x N tensor (``tests/attention/test_memory.py`` checks each).
     * ``needs_max_length``: sizes parameters by ``max_length``, so building it without one raises ValueError.
     * ``forms_attention_matrix``: has attention weights that dropout can act on; False: ``dropout > 0``
       warns that it does not apply.
