@@ -1,4 +1,5 @@
-"""``python -m lra.attention check BACKEND [option=value ...]``: which parts of the contract a backend holds.
+"""``python -m lra.attention check BACKEND [option=value ...]``: which parts of the contract a backend holds;
+``python -m lra.attention table``: the registered backends and their capability flags (the README's table).
 
 BACKEND is a registered name, an ``lra.attention`` entry point or ``module:Class`` (your own subclass of
 ``lra.attention.AttentionBackend``); options are its constructor's keyword options, in Hydra's value syntax
@@ -13,9 +14,10 @@ import sys
 from omegaconf import OmegaConf
 
 from lra.attention.contract import Outcome, check_all
-from lra.attention.registry import UnknownBackendError
+from lra.attention.registry import UnknownBackendError, capability_table
 
-USAGE = "usage: python -m lra.attention check BACKEND [option=value ...]   (BACKEND: a name or module:Class)"
+USAGE = ("usage: python -m lra.attention check BACKEND [option=value ...]   (BACKEND: a name or module:Class)\n"
+         "       python -m lra.attention table")
 MARKS = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}
 
 
@@ -30,6 +32,9 @@ def report(name: str, outcomes: list[Outcome]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["table"]:
+        print(capability_table())
+        return 0
     if len(argv) < 2 or argv[0] != "check" or any("=" not in arg for arg in argv[2:]):
         print(USAGE, file=sys.stderr)
         return 2

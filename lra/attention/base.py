@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -46,6 +48,23 @@ class AttentionBackend(nn.Module):
       attention_padding``).
     * ``permutation_equivariant``: permuting the tokens permutes the outputs (the output at a token depends on
       the others only as a set); None: not stated (the contract check then skips it).
+    * ``complexity``: time of the default form in N (tokens), d (head_dim) and the backend's own sizes, e.g.
+      ``"O(N^2 d)"``; ``complexity_of(options)`` gives it for other options. A form whose complexity has no
+      ``N^2`` term never builds an N x N tensor (``tests/attention/test_memory.py`` checks each).
+    * ``needs_max_length``: sizes parameters by ``max_length``, so building it without one raises ValueError.
+    * ``forms_attention_matrix``: has attention weights that dropout can act on; False: ``dropout > 0``
+      warns that it does not apply.
+    * ``gpu_paths``: the options of paths that run on CUDA only, by name (``{"triton": {"impl": "triton"}}``):
+      the CPU tests cannot reach them, ``tests/attention/test_gpu.py`` runs each.
+    * ``compiles_per_shape``: compiles a kernel for each input shape on CUDA (the benchmark runs it last).
+    * ``bench_forms``: the forms ``python -m lra.bench`` compares by default, by label suffix (``""``: the
+      backend's name alone) -> options.
+
+    A backend is one module in this package (``@register("NAME")`` on the class; the package imports every
+    module it holds) and one ``conf/attention/NAME.yaml`` with its own options, or a class of your own
+    anywhere (``attention=custom attention.target=module:Class``). The constructor takes its own keyword
+    options and passes the shared ones on: ``def __init__(self, *, window: int = 5, **common): super().__init__(
+    **common)``; after that they are attributes (``self.num_heads``, ``self.max_length``, ...).
 
     ``lra.attention.contract`` checks all of this (``python -m lra.attention check module:Class``).
 
@@ -68,6 +87,12 @@ class AttentionBackend(nn.Module):
     supports_recurrent: ClassVar[bool] = False
     padding_protocol: ClassVar[str] = "padded keys masked: each example's real outputs are its unpadded sequence's"
     permutation_equivariant: ClassVar[bool | None] = None
+    complexity: ClassVar[str] = "not stated"
+    needs_max_length: ClassVar[bool] = False
+    forms_attention_matrix: ClassVar[bool] = True
+    gpu_paths: ClassVar[dict[str, dict[str, object]]] = {}
+    compiles_per_shape: ClassVar[bool] = False
+    bench_forms: ClassVar[dict[str, dict[str, object]]] = {"": {}}
 
     def __init__(self, *, num_heads: int, head_dim: int, max_length: int | None = None, dropout: float = 0.0,
                  causal: bool = False):
@@ -77,12 +102,23 @@ class AttentionBackend(nn.Module):
         if causal and not self.supports_causal:
             raise ValueError(f"attention backend {_name_of(self)!r} has no causal form (its docstring says why); "
                              f"backends that can be causal: {', '.join(_causal_backends())}")
+        if self.needs_max_length and (max_length is None or max_length < 1):
+            raise ValueError(f"{_name_of(self)} needs max_length (the longest sequence, CLS included) to size its "
+                             f"parameters; got {max_length}")
+        if dropout > 0 and not self.forms_attention_matrix:
+            warnings.warn(f"{_name_of(self)}: attention dropout {dropout} does not apply (no attention matrix)",
+                          stacklevel=3)
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.max_length = max_length
         self.dropout = dropout
         self.causal = causal
         self.register_forward_hook(_in_the_dtype_of_values, with_kwargs=True)
+
+    @classmethod
+    def complexity_of(cls, options: Mapping[str, object]) -> str:
+        """The time complexity of the form these options choose (default: ``complexity``)."""
+        return cls.complexity
 
     def forward(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -62,24 +64,25 @@ class ElementwiseAttention(AttentionBackend):
     function.
     """
 
+    complexity = "O(N d t)"
+    forms_attention_matrix = False
     permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
 
+    @classmethod
+    def complexity_of(cls, options: Mapping[str, object]) -> str:
+        return cls.complexity if options.get("mode", "linear") == "linear" else "O(N^2 d)"
+
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         mode: str = "linear",
         order: int = 2,
         scale: float = 0.5,
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
+        super().__init__(**common)
         if mode not in MODES:
             raise ValueError(f"elementwise mode={mode!r}; valid: {', '.join(MODES)}")
         if order < 0:
@@ -90,12 +93,7 @@ class ElementwiseAttention(AttentionBackend):
             warnings.warn(f"elementwise: odd order {order} lets P_t(2 scale qk) go negative, so weights may "
                           "cancel and the normaliser may vanish; even orders keep every weight positive",
                           stacklevel=2)
-        if dropout > 0:
-            warnings.warn(f"elementwise: attention dropout {dropout} does not apply (no attention matrix)",
-                          stacklevel=2)
-        self.mode = mode
-        self.order = order
-        self.scale = scale
+        self.mode, self.order, self.scale = mode, order, scale
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mode={self.mode}, order={self.order}, scale={self.scale}"

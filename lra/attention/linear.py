@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 
@@ -30,17 +28,11 @@ class LinearAttention(AttentionBackend):
     tokens. Recurrent form (the paper's RNN): the state is ``sum_j phi(k_j) [1 | v_j]^T``, (d, d + 1).
     """
 
+    complexity = "O(N d^2)"
+    forms_attention_matrix = False
     permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
-
-    def __init__(self, *, num_heads: int, head_dim: int, max_length: int | None = None, dropout: float = 0.0,
-                 causal: bool = False):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
-        if dropout > 0:
-            warnings.warn(f"linear: attention dropout {dropout} does not apply (no attention matrix)",
-                          stacklevel=2)
 
     def forward(self, q, k, v, key_padding_mask=None):
         phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1

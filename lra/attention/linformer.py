@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,30 +33,24 @@ class LinformerAttention(AttentionBackend):
     positions). Dropout applies to the (N x k) attention weights.
     """
 
+    complexity = "O(N k d)"
+    needs_max_length = True
     permutation_equivariant = False
 
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         proj_dim: int = 256,
         share_kv: bool = False,
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
-        if max_length is None or max_length < 1:
-            raise ValueError("linformer needs max_length (the longest sequence, CLS included) to size its "
-                             f"projections; got {max_length}")
+        super().__init__(**common)
         if proj_dim < 1:
             raise ValueError(f"linformer proj_dim must be positive, got {proj_dim}")
         self.proj_dim = proj_dim
         self.share_kv = share_kv
-        bound = 1 / math.sqrt(max_length)
-        shape = (num_heads, proj_dim, max_length)
+        bound = 1 / math.sqrt(self.max_length)
+        shape = (self.num_heads, proj_dim, self.max_length)
         self.key_projection = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
         self.value_projection = None if share_kv else nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
 

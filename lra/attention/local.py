@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,23 +51,21 @@ class LocalAttention(AttentionBackend):
     Time O(N w d), memory O(N w). Not permutation-equivariant. Dropout applies to the window weights.
     """
 
+    complexity = "O(N w d)"
+    gpu_paths = {"flex": {"sliding": True, "impl": "flex"}}
+    compiles_per_shape = True
     permutation_equivariant = False
     supports_causal = True
 
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         window: int = 50,
         sliding: bool = False,
         impl: str = "auto",
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
+        super().__init__(**common)
         if window < 1:
             raise ValueError(f"local window must be positive, got {window}")
         if impl not in IMPLS:

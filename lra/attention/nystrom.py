@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,37 +41,31 @@ class NystromAttention(AttentionBackend):
     Dropout does not apply: the three factors are not attention weights.
     """
 
+    complexity = "O(N m d + m^3)"
+    forms_attention_matrix = False
     permutation_equivariant = False
 
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         num_landmarks: int = 64,
         pinv_iterations: int = 6,
         conv_kernel_size: int | None = 35,
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
+        super().__init__(**common)
         if num_landmarks < 1 or pinv_iterations < 1:
             raise ValueError(f"nystrom needs num_landmarks >= 1 and pinv_iterations >= 1, "
                              f"got {num_landmarks} and {pinv_iterations}")
         if conv_kernel_size is not None and (conv_kernel_size < 1 or conv_kernel_size % 2 == 0):
             raise ValueError(f"nystrom conv_kernel_size must be odd (same-length output) or null, "
                              f"got {conv_kernel_size}")
-        if dropout > 0:
-            warnings.warn(f"nystrom: attention dropout {dropout} does not apply (no attention matrix)",
-                          stacklevel=2)
         self.num_landmarks = num_landmarks
         self.pinv_iterations = pinv_iterations
         self.conv = None
         if conv_kernel_size is not None:
-            self.conv = nn.Conv2d(num_heads, num_heads, (conv_kernel_size, 1),
-                                  padding=(conv_kernel_size // 2, 0), groups=num_heads, bias=False)
+            self.conv = nn.Conv2d(self.num_heads, self.num_heads, (conv_kernel_size, 1),
+                                  padding=(conv_kernel_size // 2, 0), groups=self.num_heads, bias=False)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, num_landmarks={self.num_landmarks}, "

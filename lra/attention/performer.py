@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +72,8 @@ class PerformerAttention(AttentionBackend):
     maximum; each token rescales the sums by ``exp(s_old - s_new)``.
     """
 
+    complexity = "O(N m d)"
+    forms_attention_matrix = False
     permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
@@ -79,19 +81,14 @@ class PerformerAttention(AttentionBackend):
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         nb_features: int | None = None,
         kernel: str = "softmax",
         orthogonal: bool = True,
         redraw_interval: int | None = 1000,
         chunk_size: int | None = None,
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
+        super().__init__(**common)
         if kernel not in KERNELS:
             raise ValueError(f"performer kernel={kernel!r}; valid: {', '.join(KERNELS)}")
         if nb_features is not None and nb_features < 1:
@@ -99,16 +96,13 @@ class PerformerAttention(AttentionBackend):
         for key, value in (("redraw_interval", redraw_interval), ("chunk_size", chunk_size)):
             if value is not None and value < 1:
                 raise ValueError(f"performer {key} must be positive or null, got {value}")
-        if dropout > 0:
-            warnings.warn(f"performer: attention dropout {dropout} does not apply (no attention matrix)",
-                          stacklevel=2)
-        self.nb_features = nb_features or max(1, round(head_dim * math.log(head_dim)))
+        self.nb_features = nb_features or max(1, round(self.head_dim * math.log(self.head_dim)))
         self.kernel = kernel
         self.orthogonal = orthogonal
         self.redraw_interval = redraw_interval
         self.chunk_size = chunk_size
         self.training_calls = 0
-        self.register_buffer("projection", random_features(self.nb_features, head_dim, orthogonal))
+        self.register_buffer("projection", random_features(self.nb_features, self.head_dim, orthogonal))
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, nb_features={self.nb_features}, kernel={self.kernel}, "

@@ -157,3 +157,20 @@ def create(
     check_options(name, backend_options)
     return cls(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout, causal=causal,
                **backend_options)
+
+
+def capability_table() -> str:
+    """The registered backends and their capability flags as a markdown table (the README's, which
+    ``python -m lra.attention table`` prints and ``tests/attention/test_registry.py`` keeps equal)."""
+    def mark(flag: object) -> str:
+        return {True: "yes", False: "no", None: "not stated"}[flag]
+
+    rows = ["| backend | time | causal | recurrent | permutation-equivariant | needs `max_length` | GPU-only paths |",
+            "|---|---|---|---|---|---|---|"]
+    for name in available():
+        cls = _BACKENDS[name]
+        gpu = ", ".join(" ".join(f"{key}={value}" for key, value in options.items())
+                        for options in cls.gpu_paths.values())
+        rows.append(f"| `{name}` | {cls.complexity} | {mark(cls.supports_causal)} | {mark(cls.supports_recurrent)} | "
+                    f"{mark(cls.permutation_equivariant)} | {mark(cls.needs_max_length)} | {gpu or '-'} |")
+    return "\n".join(rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -58,6 +60,8 @@ class SoftmaxAttention(AttentionBackend):
     ``padding=varlen`` is refused.
     """
 
+    complexity = "O(N^2 d)"
+    gpu_paths = {"varlen": {"padding": "varlen"}}
     permutation_equivariant = True
     packs_sequences = True
     supports_causal = True
@@ -65,18 +69,13 @@ class SoftmaxAttention(AttentionBackend):
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         padding: str = "auto",
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
+        super().__init__(**common)
         if padding not in PADDING_PATHS:
             raise ValueError(f"softmax padding={padding!r}; valid: {', '.join(PADDING_PATHS)}")
-        if causal and padding == "varlen":
+        if self.causal and padding == "varlen":
             raise ValueError("softmax padding=varlen has no causal path; with causal=True use padding=auto or "
                              "padding=mask")
         self.padding = padding

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,20 +90,24 @@ class TaylorShiftAttention(AttentionBackend):
     ``sum_j (k~_j (x) k~_j, k~_j, 1) [1 | v_j]^T``, (d^2 + d + 1, d + 1), and the count of tokens seen.
     """
 
+    complexity = "O(N min(N, d^2) d)"
+    gpu_paths = {"triton": {"mode": "efficient", "impl": "triton"}}
+    bench_forms = {"triton": {"mode": "efficient", "impl": "triton"},
+                   "efficient": {"mode": "efficient", "impl": "torch"}, "direct": {"mode": "direct"}}
     permutation_equivariant = True
     supports_causal = True
     supports_recurrent = True
     padding_protocol = (AttentionBackend.padding_protocol + "; the TaylorShift authors' code has no mask and "
                         "attends to pad tokens, so on padded batches it computes another function")
 
+    @classmethod
+    def complexity_of(cls, options: Mapping[str, object]) -> str:
+        mode = options.get("mode", "auto")
+        return {"direct": "O(N^2 d)", "efficient": "O(N d^3)"}.get(str(mode), cls.complexity)
+
     def __init__(
         self,
         *,
-        num_heads: int,
-        head_dim: int,
-        max_length: int | None = None,
-        dropout: float = 0.0,
-        causal: bool = False,
         mode: str = "auto",
         crossover: int | None = None,
         a: float = 0.5,
@@ -111,14 +116,14 @@ class TaylorShiftAttention(AttentionBackend):
         output_normalized: bool = True,
         impl: str = "auto",
         temperature: float = 1.0,
+        **common: Any,
     ):
-        super().__init__(num_heads=num_heads, head_dim=head_dim, max_length=max_length, dropout=dropout,
-                         causal=causal)
+        super().__init__(**common)
         if mode not in MODES:
             raise ValueError(f"taylorshift mode={mode!r}; valid: {', '.join(MODES)}")
         if impl not in IMPLS:
             raise ValueError(f"taylorshift impl={impl!r}; valid: {', '.join(IMPLS)}")
-        if causal and impl == "triton":
+        if self.causal and impl == "triton":
             raise ValueError("taylorshift impl=triton has no causal mode (the fused kernel is non-causal); with "
                              "causal=True use impl=auto or impl=torch, which run the PyTorch causal form")
         if not (a > 0 and c >= b * b / (4 * a)):
@@ -128,9 +133,9 @@ class TaylorShiftAttention(AttentionBackend):
             )
         if crossover is not None and crossover < 0:
             raise ValueError(f"taylorshift crossover must be >= 0 or null (= d^2+d+1), got {crossover}")
-        if dropout > 0 and mode != "direct":
+        if self.dropout > 0 and mode != "direct":
             warnings.warn(
-                f"taylorshift: attention dropout {dropout} applies only where the direct form runs; "
+                f"taylorshift: attention dropout {self.dropout} applies only where the direct form runs; "
                 "the efficient form has no attention matrix to drop from",
                 stacklevel=2,
             )
@@ -141,7 +146,7 @@ class TaylorShiftAttention(AttentionBackend):
         self.impl = impl
         if temperature <= 0:
             raise ValueError(f"taylorshift temperature (every head's initial tau) must be positive, got {temperature}")
-        self.temperature = nn.Parameter(torch.full((1, num_heads, 1, 1), float(temperature)))
+        self.temperature = nn.Parameter(torch.full((1, self.num_heads, 1, 1), float(temperature)))
 
     def extra_repr(self) -> str:
         return (

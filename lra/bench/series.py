@@ -3,8 +3,10 @@
 An entry is a backend name (``softmax``) or a mapping ``{backend: NAME, label: SHOWN_AS, up_to: N,
 OPTION: VALUE, ...}``; on the command line ``bench.attention=[softmax,{backend:taylorshift,mode:direct}]``.
 The label defaults to ``NAME`` or ``NAME(option=value,...)``; ``up_to`` limits the series to lengths
-up to N (quadratic backends, while the linear ones go on to longer sequences). Names and option names
-are checked against the registry before anything runs, so a typo fails at once with the valid choices.
+up to N (quadratic backends, while the linear ones go on to longer sequences). ``all`` (the default of
+``conf/bench.yaml``) is every registered backend in the forms its class lists (``bench_forms``). Names and
+option names are checked against the registry before anything runs, so a typo fails at once with the valid
+choices.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 
 from lra import attention
 from lra.attention import UnknownBackendError
+
+ALL = "all"  # bench.attention: all: every registered backend, in the forms its class names (bench_forms)
+QUADRATIC_UP_TO = 16384  # quadratic forms stop here, while the linear ones go on to longer sequences
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,27 @@ class Series:
         return ";".join(f"{key}={value}" for key, value in sorted(self.options.items()))
 
 
+def registered_entries() -> list[dict[str, object]]:
+    """``bench.attention: all``: every registered backend's ``bench_forms``, softmax (the reference) first and
+    backends that compile per shape last; a form whose complexity has N^2 stops at QUADRATIC_UP_TO."""
+    names = sorted(attention.available(), key=lambda name: (attention.backend_class(name).compiles_per_shape,
+                                                            name != "softmax", name))
+    entries: list[dict[str, object]] = []
+    for name in names:
+        cls = attention.backend_class(name)
+        for suffix, options in cls.bench_forms.items():
+            entry: dict[str, object] = {"backend": name, "label": f"{name}-{suffix}" if suffix else name, **options}
+            if "N^2" in cls.complexity_of(options):
+                entry["up_to"] = QUADRATIC_UP_TO
+            entries.append(entry)
+    return entries
+
+
 def parse_series(entries: object) -> list[Series]:
-    """Turn ``bench.attention`` into series; unknown backends or options raise ``UnknownBackendError``."""
+    """Turn ``bench.attention`` into series (``all``: ``registered_entries()``); unknown backends or options
+    raise ``UnknownBackendError``."""
+    if entries == ALL:
+        entries = registered_entries()
     if isinstance(entries, str | Mapping):
         entries = [entries]
     series = [_parse_entry(entry) for entry in entries]

@@ -45,12 +45,6 @@ def test_permutation_equivariance_is_as_the_class_states(case, name, options):
     contract.check_permutation_equivariance(contract.factory(name, options), claimed)
 
 
-def test_every_registered_backend_states_its_capabilities():
-    for name in lra.attention.available():
-        cls = lra.attention.backend_class(name)
-        assert isinstance(cls.permutation_equivariant, bool), f"{name}: permutation_equivariant not stated"
-
-
 def test_the_contract_check_names_the_failing_case():
     """A backend that lets padded keys in fails padding invariance, with the example that shows it."""
     make = contract.factory("softmax")

@@ -1,4 +1,5 @@
-"""Efficient backends never allocate an N x N tensor, forward or backward (checked on every op's output)."""
+"""Efficient backends never allocate an N x N tensor, forward or backward (checked on every op's output): every
+form that ``tests.attention.cases.memory_forms()`` generates from the registry whose complexity has no N^2 term."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from tests.attention.cases import build, qkv, suffix_padding
+import lra.attention
+from tests.attention.cases import build, form_id, memory_forms, qkv, subquadratic, suffix_padding
 
 LENGTH = 512  # well above every other size in play (head_dim 8, d^2 = 64, features and windows < 100)
 
@@ -39,31 +41,19 @@ def quadratic_ops(name: str, options: dict, length: int = LENGTH,
     return [(op, shape) for op, shape in recorder.shapes if sum(size >= length for size in shape) >= 2]
 
 
-@pytest.mark.parametrize(("name", "options"), [
-    ("taylorshift", {"mode": "efficient"}),
-    ("taylorshift", {"mode": "auto"}),  # 512 > N0 = 73 at d = 8
-    ("performer", {"nb_features": 32}),
-    ("performer", {"nb_features": 32, "kernel": "relu", "chunk_size": 128}),
-    ("elementwise", {"mode": "linear", "order": 4}),
-    ("linear", {}),
-    ("nystrom", {"num_landmarks": 16}),
-    ("linformer", {"proj_dim": 32}),
-    ("local", {"window": 32}),
-    ("local", {"window": 32, "sliding": True}),
-], ids=lambda value: value if isinstance(value, str) else "-".join(f"{k}={v}" for k, v in value.items()))
-def test_efficient_backends_allocate_nothing_of_size_n_by_n(name, options):
+SUBQUADRATIC = [form for form in memory_forms() if subquadratic(*form)]
+CAUSAL_SUBQUADRATIC = [form for form in SUBQUADRATIC if lra.attention.backend_class(form[0]).supports_causal]
+
+
+@pytest.mark.parametrize(("name", "options"), SUBQUADRATIC, ids=[form_id(form) for form in SUBQUADRATIC])
+def test_subquadratic_forms_allocate_nothing_of_size_n_by_n(name, options):
+    """Every form whose complexity (``complexity_of``) has no N^2 term, generated from the registry."""
     assert quadratic_ops(name, options) == []
 
 
-@pytest.mark.parametrize(("name", "options"), [
-    ("taylorshift", {"mode": "efficient"}),
-    ("performer", {"nb_features": 32}),
-    ("performer", {"nb_features": 32, "kernel": "relu"}),
-    ("elementwise", {"mode": "linear", "order": 4}),
-    ("linear", {}),
-    ("local", {"window": 32, "sliding": True}),
-], ids=lambda value: value if isinstance(value, str) else "-".join(f"{k}={v}" for k, v in value.items()))
-def test_causal_forms_of_efficient_backends_allocate_nothing_of_size_n_by_n(name, options):
+@pytest.mark.parametrize(("name", "options"), CAUSAL_SUBQUADRATIC,
+                         ids=[form_id(form) for form in CAUSAL_SUBQUADRATIC])
+def test_causal_forms_of_subquadratic_backends_allocate_nothing_of_size_n_by_n(name, options):
     assert quadratic_ops(name, options, causal=True) == []
 
 

@@ -1,6 +1,10 @@
-import pytest
+from pathlib import Path
 
-from lra.attention import UnknownBackendError
+import pytest
+from omegaconf import OmegaConf
+
+from lra.attention import UnknownBackendError, available, registry
+from lra.attention.softmax import SoftmaxAttention
 from lra.bench.series import parse_series
 
 
@@ -44,3 +48,25 @@ def test_bad_entries_fail_with_the_expected_form():
         parse_series(["softmax", {"backend": "softmax"}])
     with pytest.raises(ValueError, match="empty"):
         parse_series([])
+
+
+def test_all_is_every_registered_backend_in_the_forms_its_class_lists(monkeypatch):
+    """conf/bench.yaml's default (bench.attention: all) follows the registry: a backend registered later is
+    benchmarked without the config being edited, in each of its bench_forms, a quadratic form up to 16384."""
+    class Quadratic(SoftmaxAttention):
+        bench_forms = {"": {}, "masked": {"padding": "mask"}}
+
+    monkeypatch.setitem(registry._BACKENDS, "zz_quadratic", Quadratic)
+    series = parse_series("all")
+    assert {s.backend for s in series} == set(available())
+    assert series[0].label == "softmax" and series[-1].backend == "local"  # local compiles per shape
+    by_label = {s.label: s for s in series}
+    assert by_label["zz_quadratic-masked"].options == {"padding": "mask"}
+    assert by_label["zz_quadratic"].up_to == by_label["taylorshift-direct"].up_to == 16384
+    assert by_label["taylorshift-triton"].options == {"mode": "efficient", "impl": "triton"}
+    assert by_label["taylorshift-triton"].up_to is None and by_label["performer"].up_to is None
+
+
+def test_the_default_config_benchmarks_every_registered_backend():
+    config = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "bench.yaml")
+    assert {s.backend for s in parse_series(config.bench.attention)} == set(available())

@@ -321,6 +321,8 @@ if TRITON_AVAILABLE:
         D: tl.constexpr, E: tl.constexpr, BLOCK_N: tl.constexpr, GB: tl.constexpr, PREC: tl.constexpr,
     ):
         """G = [dO / den, -(dO . out) / den] per query, and dq = d/dq phi(q)^T S G."""
+        # The row set-up repeats _forward_kernel's on purpose: each kernel addresses its own tiles, and the
+        # kernel's GPU tests (tests/attention/test_taylorshift_kernel.py) hold this exact code.
         bh = tl.program_id(1).to(tl.int64)
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
