@@ -13,9 +13,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from lra.results.table import Table
 from lra.tables import published
 from lra.tables.published import AVERAGED_TASKS, TASK_TITLES, TASKS
-from lra.tables.render import Table
 from lra.tables.runs import Run
 from lra.tables.variants import Departure, PresetConfigs
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lra.results.bench import load_bench
+from lra.results.files import write_atomic, write_text
+from lra.results.table import Table, markdown
 from lra.tables import accuracy, compact, efficiency, plots, report
-from lra.tables.render import Table, csv_text, latex, markdown, write_bytes, write_text
+from lra.tables.render import csv_text, latex
 from lra.tables.runs import Run, load_local, load_wandb, merge
 from lra.tables.sections import ReportInputs, build_sections
 from lra.tables.variants import PresetConfigs
@@ -38,7 +41,7 @@ def build(settings: Settings, presets: PresetConfigs | None = None) -> list[Path
     runs = load_runs(settings)
     result = accuracy.build(runs, presets or PresetConfigs(settings.conf_dir), settings.checkpoint)
     rows = compact.compact_rows(result)
-    points = efficiency.load_bench(settings.bench_dir) if settings.bench_dir.is_dir() else []
+    points = load_bench(settings.bench_dir) if settings.bench_dir.is_dir() else []
     entries = efficiency.bench_entries(points) + efficiency.training_entries(result)
     figure3 = plots.figure3(rows, entries, settings.figure_length, settings.figure_device)
     accuracy_tables = [accuracy.main_table(result), accuracy.reference_table(), accuracy.parameter_table(result),
@@ -62,7 +65,7 @@ def build(settings: Settings, presets: PresetConfigs | None = None) -> list[Path
         files[settings.report] = report.page(REPORT_TITLE, summary_lines(settings, runs), build_sections(inputs))
     for path, text in files.items():
         write_text(path, text)
-    write_bytes(out / FIGURE3_FILE, figure3.png)
+    write_atomic(out / FIGURE3_FILE, figure3.png)
     return [*files, out / FIGURE3_FILE]
 
 

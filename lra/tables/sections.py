@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lra.results.bench import BenchPoint
 from lra.tables import accuracy, compact, efficiency, plots, sparse_section
 from lra.tables.report import Section, figure_html
 from lra.tables.runs import Run
@@ -27,7 +28,7 @@ class ReportInputs:
     runs: list[Run]
     result: accuracy.AccuracyResult
     rows: list[compact.CompactRow]
-    points: list[efficiency.BenchPoint]
+    points: list[BenchPoint]
     entries: list[efficiency.Entry]
     figure3: plots.Figure3
 

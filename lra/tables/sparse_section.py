@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lra.tables.render import Table
+from lra.results.table import Table
 from lra.tables.report import Section
 
 if TYPE_CHECKING:  # sections imports this module: the inputs' type only

@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lra.results.environment import describe_device
 from lra.train.checkpoints import BestCheckpoint
-from lra.train.records import describe_device
 
 
 def _sync(device: torch.device) -> None:

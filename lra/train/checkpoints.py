@@ -28,8 +28,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lra.data.cache import remove_dead_partials
+from lra.results.files import write_atomic
 from lra.train.config import ConfigError
-from lra.train.records import write_atomic
 
 DIGEST_SUFFIX = ".sha256"
 CONFIG_KEY = "lra_config"  # the resolved config, as YAML text, inside every checkpoint

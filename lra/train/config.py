@@ -28,16 +28,9 @@ import lra.attention
 import lra.data
 from lra.attention.registry import AttentionChoice, UnknownBackendError, backend_class
 from lra.model import ModelConfig
+from lra.results.keys import IDENTITY_NEUTRAL, without
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-# Keys that change where files go, what is shown or when a run stops, not what it computes: they are not part
-# of a run's identity, so resuming with another value (a longer trainer.max_time cap) still finds the run.
-_NOT_IDENTITY = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.devices", "trainer.num_nodes",
-                 "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
-                 "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
-                 "model.compile", "model.unpad")
-
 
 class ConfigError(ValueError):
     """A config the run cannot use; the message names the key and the valid values."""
@@ -225,13 +218,7 @@ def _flatten(hint: Any) -> list[Any]:
 
 def identity_key(cfg: DictConfig) -> str:
     """A short hash of everything that defines what the run computes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in _NOT_IDENTITY:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
+    plain = without(OmegaConf.to_container(cfg, resolve=True), IDENTITY_NEUTRAL)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

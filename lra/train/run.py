@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import lra.data
 from lra.model import ModelConfig
+from lra.results.environment import environment
+from lra.results.records import ResultsStore, now
 from lra.train.callbacks import (
     DivergedError,
     DivergenceGuard,
@@ -43,7 +45,6 @@ from lra.train.config import (
 )
 from lra.train.logging import finish_wandb, make_wandb_logger, replay_history, run_location, wandb_segments
 from lra.train.module import LRAModule
-from lra.train.records import ResultsStore, environment, now
 
 RUN_ID_KEY = "lra_run_id"
 # Data-parallel training: Lightning starts the other processes from the same command line inside fit; they find
@@ -245,6 +246,7 @@ def base_record(cfg: DictConfig, place: RunPlace, datamodule, module: LRAModule,
         "status": "running",
         "task": datamodule.spec.name,
         "task_variant": cfg.task.get("variant"),
+        "sequence_length": datamodule.spec.max_length,
         "attention": attention_choice(cfg).name,
         "preset": cfg.get("preset"),
         "seed": cfg.seed,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lra.results.table import markdown
 from lra.tables import accuracy, compact
-from lra.tables.render import markdown
 from lra.tables.runs import load_local
 from lra.tables.variants import PresetConfigs
 from tests.tables.conftest import RecordWriter

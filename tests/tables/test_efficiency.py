@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lra.results.bench import load_bench
 from lra.tables import accuracy, efficiency
 from lra.tables.runs import RecordError, load_local
 from tests.tables.conftest import RecordWriter
@@ -51,7 +52,7 @@ def write_bench_fixture(root: Path) -> Path:
 
 
 def test_bench_table_is_lra_table2_style(bench_dir: Path) -> None:
-    entries = efficiency.bench_entries(efficiency.load_bench(bench_dir))
+    entries = efficiency.bench_entries(load_bench(bench_dir))
     (table,) = efficiency.bench_tables(entries)
     assert "h100" in table.title and "bf16, batch 32, 4 heads × 64" in table.title
     assert table.columns == ["Series", "steps/s @1024", "steps/s @2048", "peak MiB @1024", "peak MiB @2048"]
@@ -66,11 +67,11 @@ def test_newest_point_wins_and_bad_csv_is_named(bench_dir: Path) -> None:
     write_bench(bench_dir / "h100" / "rerun.csv", [("softmax", "softmax", "model", 1024, 50.0, 1000.0, "ok")])
     (bench_dir / "h100" / "rerun.csv").write_text((bench_dir / "h100" / "rerun.csv").read_text().replace(
         "2026-11-23", "2026-11-24"))
-    points = {(p.series, p.length, p.level): p for p in efficiency.load_bench(bench_dir)}
+    points = {(p.series, p.length, p.level): p for p in load_bench(bench_dir)}
     assert points["softmax", 1024, "model"].time_ms == 50.0
     (bench_dir / "h100" / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(RecordError, match=r"other\.csv: not a benchmark CSV of lra.bench \(no column backend"):
-        efficiency.load_bench(bench_dir)
+        load_bench(bench_dir)
 
 
 def test_training_runs_speed_and_memory_relative_to_softmax(conf_dir: Path, presets, tmp_path: Path) -> None:

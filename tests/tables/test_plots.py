@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pytest
 from PIL import Image
 
+from lra.results.bench import load_bench
 from lra.tables import accuracy, compact, efficiency, plots
 from lra.tables.runs import load_local
 from lra.tables.variants import PresetConfigs
@@ -24,7 +25,7 @@ def rows(report_records: Path, presets: PresetConfigs) -> list[compact.CompactRo
 
 @pytest.fixture
 def entries(tmp_path: Path) -> list[efficiency.Entry]:
-    return efficiency.bench_entries(efficiency.load_bench(write_bench_fixture(tmp_path / "bench")))
+    return efficiency.bench_entries(load_bench(write_bench_fixture(tmp_path / "bench")))
 
 
 def test_our_points_sit_at_the_benchmark_speed_and_memory_over_softmax(rows, entries) -> None:
@@ -79,9 +80,9 @@ def test_curves_are_one_mean_line_per_backend_with_a_band(records: RecordWriter,
 def test_a_benchmark_of_one_length_draws_no_plot(tmp_path: Path) -> None:
     write_bench(tmp_path / "bench" / "h100" / "loop.csv", [
         ("bare", "softmax", "loop", 2048, 47.0, 500.0, "ok"), ("harness", "softmax", "loop", 2048, 49.0, 510.0, "ok")])
-    assert plots.bench_figures(efficiency.load_bench(tmp_path / "bench")) == []
+    assert plots.bench_figures(load_bench(tmp_path / "bench")) == []
     write_bench_fixture(tmp_path / "bench")  # model level at two lengths: one figure; the one-length core: none
-    assert len(plots.bench_figures(efficiency.load_bench(tmp_path / "bench"))) == 1
+    assert len(plots.bench_figures(load_bench(tmp_path / "bench"))) == 1
 
 
 @pytest.mark.parametrize("values", [(12.0, 20.0, 35.0), (47.0, 48.0, 49.0), (1.0, 100.0, 60000.0)])

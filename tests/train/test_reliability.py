@@ -17,11 +17,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 import lra.train.checkpoints as checkpoints
+from lra.results.files import write_json_atomic
 from lra.train.callbacks import DivergedError, DivergenceGuard, LastCheckpoint
 from lra.train.checkpoints import CheckpointError, digest_path, named_checkpoints, read_checked, save_checked
 from lra.train.cli import EXIT_DIVERGED, EXIT_USER_ERROR, run_or_explain
 from lra.train.module import LRAModule
-from lra.train.records import write_json_atomic
 from lra.train.run import evaluate, load_checkpoint, train
 from tests.helpers import TINY_RUN, compose_train, wandb_offline_history
 
