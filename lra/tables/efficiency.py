@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lra.results.bench import BenchPoint
 from lra.results.table import Table
 from lra.tables import published
-from lra.tables.accuracy import AccuracyResult
+from lra.tables.cells import AccuracyResult
 from lra.tables.published import TASK_TITLES
 
 TABLE2_LENGTHS = (1000, 4096)  # the span LRA Table 2 reports (1K..4K)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lra.results.bench import BenchPoint
-from lra.tables import accuracy, compact, efficiency, plots, sparse_section
+from lra.tables import accuracy, cells, compact, efficiency, plots, sparse_section
 from lra.tables.report import Section, figure_html
 from lra.tables.runs import Run
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # build imports this module: the settings' type only, no impo
 class ReportInputs:
     settings: Settings
     runs: list[Run]
-    result: accuracy.AccuracyResult
+    result: cells.AccuracyResult
     rows: list[compact.CompactRow]
     points: list[BenchPoint]
     entries: list[efficiency.Entry]

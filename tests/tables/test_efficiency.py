@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lra.results.bench import load_bench
-from lra.tables import accuracy, efficiency
+from lra.tables import cells, efficiency
 from lra.tables.runs import RecordError, load_local
 from tests.tables.conftest import RecordWriter
 
@@ -89,7 +89,7 @@ def test_training_runs_speed_and_memory_relative_to_softmax(conf_dir: Path, pres
                   efficiency={**measured, "steps_per_s": 22.0, "peak_memory_mib": 250.0})
     records.write("c1", preset="lra/listops", attention="performer", seed=1, best=0.2, last=0.2, device="cpu (x86_64)",
                   efficiency={**unknown, "steps_per_s": 1.0, "memory_kind": "cpu_peak_rss"})
-    result = accuracy.build(load_local(tmp_path / "runs"), presets)
+    result = cells.build(load_local(tmp_path / "runs"), presets)
     table = efficiency.training_table(efficiency.training_entries(result))
     rows = {(row[0], row[3]): row for row in table.rows}
     assert rows["NVIDIA H100", "softmax"][4:8] == ["4", "11 (1.00×)", "2e+04", "1075 (1.00×)"]
@@ -111,6 +111,6 @@ def test_training_rows_give_image_tasks_their_pixel_count(conf_dir: Path, preset
     measured = {"steps_per_s": 40.0, "peak_memory_mib": 1200.0, "memory_kind": "cuda_max_allocated",
                 "device_processes": 1}
     records.write("i1", preset="lra/image", best=0.42, last=0.42, efficiency=measured)
-    result = accuracy.build(load_local(tmp_path / "runs"), presets)
+    result = cells.build(load_local(tmp_path / "runs"), presets)
     (entry,) = efficiency.training_entries(result)
     assert (entry.setting, entry.length, entry.steps_per_s) == ("Image, preset lra/image", 1024, 40.0)

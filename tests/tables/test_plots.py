@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lra.results.bench import load_bench
-from lra.tables import accuracy, compact, efficiency, plots
+from lra.tables import cells, compact, efficiency, plots
 from lra.tables.runs import load_local
 from lra.tables.variants import PresetConfigs
 from tests.tables.conftest import RecordWriter
@@ -20,7 +20,7 @@ from tests.tables.test_efficiency import write_bench, write_bench_fixture
 
 @pytest.fixture
 def rows(report_records: Path, presets: PresetConfigs) -> list[compact.CompactRow]:
-    return compact.compact_rows(accuracy.build(load_local(report_records), presets))
+    return compact.compact_rows(cells.build(load_local(report_records), presets))
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_curves_are_one_mean_line_per_backend_with_a_band(records: RecordWriter,
     for seed, accuracies in ((0, (0.2, 0.3, 0.5)), (1, (0.4, 0.5, 0.5)), (2, (0.3, 0.4))):
         history = [{"step": 50 * (i + 1), "val/acc": a} for i, a in enumerate(accuracies)]
         records.write(f"s{seed}", preset="lra/listops", seed=seed, best=0.3, last=0.3, history=history)
-    rows = compact.compact_rows(accuracy.build(load_local(records.runs_dir), presets))
+    rows = compact.compact_rows(cells.build(load_local(records.runs_dir), presets))
     (line,) = plots.curve_lines(rows)
     assert (line.row.attention, line.task, line.runs) == ("softmax", "listops", 3)
     assert list(line.steps) == [50, 100]  # the steps every seed reached
