@@ -12,7 +12,7 @@ from lra.tables import cells, efficiency
 from lra.tables.runs import RecordError, load_local
 from tests.tables.conftest import RecordWriter
 
-# The columns lra.bench writes (lra/bench/report.py, COLUMNS).
+# The columns lra.bench writes (lra/results/bench.py, COLUMNS), spelled out: a test of the reader, not a copy.
 BENCH_COLUMNS = ("backend", "series", "options", "level", "mode", "dtype", "batch", "heads", "head_dim", "length",
                  "time_ms", "peak_mib", "tokens_per_s", "status", "note", "repeats", "timer", "device", "torch",
                  "date", "commit", "command")
