@@ -89,6 +89,8 @@ def test_a_records_created_time_is_its_start(workdir: Path, monkeypatch: pytest.
     record = train(compose_train([*TINY_RUN, "logger=none", "run_id=clock"]))
     stored = json.loads((workdir / "results/runs/clock.json").read_text())
     assert stored["created"] == "2026-01-01T00:00:00+0000" < stored["updated"] and record["status"] == "finished"
+    # the task facts the tables read (lra.results.records.sequence_length): written, not derived from the config
+    assert stored["sequence_length"] == stored["config"]["task"]["max_length"] and stored["schema"] == 2
 
 
 def test_a_run_stopped_between_validations_resumes_from_its_last_step(workdir: Path) -> None:
