@@ -13,15 +13,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
-from lra.analysis.files import write_atomic  # noqa: E402
 from lra.analysis.sweep import DMin, ErrorPoint, Fit  # noqa: E402
+from lra.results.files import write_figure  # noqa: E402
 
 METHOD_STYLES = {"projection": ("--", "s"), "solve": ("-", "o"), "learned": (":", "^")}
 LABELS = {"tv": "mean total variation", "max_abs": "max |error|", "ratio": "ratio error (log ratio, leak)"}
 
 
 def save(figure: plt.Figure, path: Path) -> Path:
-    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    write_figure(path, figure, dpi=110)
     plt.close(figure)
     return path
 

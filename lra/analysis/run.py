@@ -15,12 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from lra.analysis import errors, plots
 from lra.analysis.construction import QUERY_RULES
-from lra.analysis.files import as_row, write_csv
+from lra.analysis.files import as_row
 from lra.analysis.learned import LearnedSettings
 from lra.analysis.sparsity import SparsitySettings, checkpoint_sparsity
 from lra.analysis.sweep import DMin, ErrorPoint, Fit, SweepSettings, TargetSpec, d_min_rows, fit_rows, run_sweep
 from lra.analysis.targets import PATTERNS
-from lra.train.records import environment, now, write_json_atomic
+from lra.results.environment import environment
+from lra.results.files import write_csv, write_json_atomic
+from lra.results.records import now
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 SPARSITY_COLUMNS = ["checkpoint", "run_id", "task", "attention", "step", "split", "head_dim", "layer", "head",

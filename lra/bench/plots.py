@@ -15,8 +15,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only; the GPU machine has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lra.bench.report import CrossoverRow, Row, series_values, write_atomic  # noqa: E402
+from lra.bench.report import CrossoverRow, series_values  # noqa: E402
 from lra.bench.series import Series  # noqa: E402
+from lra.results.bench import Row  # noqa: E402
+from lra.results.files import write_figure  # noqa: E402
 
 PANELS = (("time", "time_ms", "time per step (ms)"), ("memory", "peak_mib", None))
 
@@ -49,7 +51,7 @@ def plot_group(path: Path, rows: list[Row], series: list[Series], head_dim: int,
         axis.set_ylabel(ylabel or memory_label)
         axis.grid(True, which="both", alpha=0.3)
     figure.suptitle(title)
-    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120, format="png"))
+    write_figure(path, figure, dpi=120)
     plt.close(figure)
 
 
@@ -93,5 +95,5 @@ def plot_loop(path: Path, medians: dict[str, dict[str, float]], title: str) -> N
     axis.grid(True, axis="y", alpha=0.3)
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120, format="png"))
+    write_figure(path, figure, dpi=120)
     plt.close(figure)

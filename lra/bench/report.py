@@ -1,76 +1,16 @@
-"""Benchmark rows -> the CSV of every point and the tables of the markdown summary (and of wandb).
-
-CSV columns (one row per series x length x head_dim x dtype):
-    backend, series, options   the registry name, the series label, its options as ``key=value;...``
-    level, mode                core | layer | model | loop, and fwd | fwd_bwd
-    dtype, batch, heads, head_dim, length
-    time_ms                    median time of one step (core/layer: the pass; model/loop: a training step)
-    peak_mib                   peak allocated memory above the baseline (see ``lra.bench.measure``);
-                               empty on CPU
-    tokens_per_s               batch * length / time
-    status                     ok | oom | error | skipped (longer lengths after an oom or a step slower
-                               than ``bench.stop_above_ms``, or past ``bench.time_budget_s``)
-    note                       the error message, or why the point was skipped
-    repeats, timer             timed steps behind the median; cuda_events, or wall_clock (CPU, loop level)
-    device, torch, date, commit, command   where, with what, when, from which commit, by which command
-"""
+"""Benchmark rows (``lra.results.bench``: the CSV columns) -> the tables of the markdown summary (and of wandb)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import tempfile
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from lra.bench import analytic, reference
 from lra.bench.crossover import Crossover, measured_crossover
 from lra.bench.series import Series
+from lra.results.bench import Row
+from lra.results.table import Table, markdown
 
-COLUMNS = ("backend", "series", "options", "level", "mode", "dtype", "batch", "heads", "head_dim", "length",
-           "time_ms", "peak_mib", "tokens_per_s", "status", "note", "repeats", "timer", "device", "torch",
-           "date", "commit", "command")
 ROLE_PAIRS = (("efficient", "direct"), ("fused", "direct"), ("efficient", "softmax"), ("fused", "softmax"))
-
-Row = dict[str, object]
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    columns: list[str]
-    rows: list[list[object]]
-    caption: str = ""
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(temporary_path)`` beside ``path``, then rename over it: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_csv(path: Path, rows: Iterable[Row]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _csv_value(row.get(key)) for key in COLUMNS})
-    write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
-
-
-def _csv_value(value: object) -> object:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value
 
 
 def groups(rows: list[Row]) -> list[tuple[int, str]]:
@@ -109,7 +49,7 @@ def sweep_table(rows: list[Row], series: list[Series], head_dim: int, dtype: str
     errors = sorted({f"{r['series']} N={r['length']}: {r['note']}" for r in picked if r["status"] == "error"})
     caption = "Errors: " + "; ".join(errors) if errors else ""
     return Table(f"Time and peak memory, d={head_dim}, {dtype}", ["N", *[s.label for s in series]], body,
-                 caption)
+                 caption=caption)
 
 
 @dataclass(frozen=True)
@@ -156,7 +96,7 @@ def crossover_table(rows: list[Row], series: list[Series], head_dim: int, dtype:
     caption = ("N from which the first series is cheaper than the second. Predicted: the TaylorShift paper's "
                "cost model (lra/bench/analytic.py); measured: interpolated on the log-log sweep.")
     columns = ["cheaper", "than", "metric", "predicted N", "measured N"]
-    return Table(f"Crossovers, d={head_dim}, {dtype}", columns, body, caption)
+    return Table(f"Crossovers, d={head_dim}, {dtype}", columns, body, caption=caption)
 
 
 def reference_table(rows: list[Row], series: list[Series]) -> Table | None:
@@ -179,7 +119,7 @@ def reference_table(rows: list[Row], series: list[Series]) -> Table | None:
     caption = ("Reference: H100 80GB, torch 2.11, fwd+bwd of the attention core, B=32, H=4, bf16 "
                "(shared/README.md). Ours: this run.")
     return Table("Beside the reference figures", ["d", "N", *[f"ref: {n}" for n in names],
-                                                   *[f"ours: {s.label}" for s in series]], body, caption)
+                                                   *[f"ours: {s.label}" for s in series]], body, caption=caption)
 
 
 def throughput_table(rows: list[Row], series: list[Series], head_dim: int, dtype: str) -> Table:
@@ -211,7 +151,7 @@ def throughput_table(rows: list[Row], series: list[Series], head_dim: int, dtype
                "LRA columns: the paper's ratios to its Transformer (TPU v3, Text, batch 32).")
     return Table(f"Throughput, d={head_dim}, {dtype}",
                  ["series", "N", "steps/s", "speed vs softmax", "tokens/s", "peak MiB", "memory vs softmax",
-                  "LRA speed vs Transformer", "LRA memory vs Transformer", "LRA model"], body, caption)
+                  "LRA speed vs Transformer", "LRA memory vs Transformer", "LRA model"], body, caption=caption)
 
 
 def _ratio(numerator: Row | None, denominator: Row | None, key: str) -> str:
@@ -223,13 +163,6 @@ def _ratio(numerator: Row | None, denominator: Row | None, key: str) -> str:
 
 
 def render_markdown(title: str, header: list[str], tables: list[Table]) -> str:
-    lines = [f"# {title}", "", *[f"- {line}" for line in header], ""]
-    for table in tables:
-        lines += [f"## {table.title}", ""]
-        lines.append("| " + " | ".join(table.columns) + " |")
-        lines.append("|" + "---|" * len(table.columns))
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in table.rows]
-        if table.caption:
-            lines += ["", table.caption]
-        lines.append("")
-    return "\n".join(lines)
+    """The summary: a title, the setup as a list, then each table with its caption below it."""
+    tables_text = [markdown(table, caption_first=False) for table in tables]
+    return "\n".join([f"# {title}", "", *[f"- {line}" for line in header], "", *tables_text])

@@ -21,10 +21,13 @@ import torch
 
 from lra.bench import loop, plots, report, tracking
 from lra.bench.measure import Measurement, Settings, measure, release, timer_name
-from lra.bench.report import Row, Table
 from lra.bench.series import Series, parse_series
-from lra.bench.workloads import DTYPES, LEVELS, MODES, ModelShape, Point, build
-from lra.train.records import git_commit
+from lra.bench.workloads import DTYPES, LEVELS, MODES, ModelShape, build
+from lra.results.bench import COLUMNS, Point, Row
+from lra.results.environment import describe_device, git_commit
+from lra.results.files import write_csv, write_text
+from lra.results.records import now
+from lra.results.table import Table
 
 log = logging.getLogger("lra.bench")
 
@@ -133,10 +136,11 @@ def _loop_settings(values: Mapping) -> loop.LoopSettings:
     return loop.LoopSettings(**values)
 
 
-def environment(device: torch.device, commit: str | None = None) -> dict[str, object]:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": name, "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "commit": commit or git_commit() or "", "timer": timer_name(device)}
+def row_environment(device: torch.device, commit: str | None = None) -> dict[str, object]:
+    """The columns of a benchmark row that say where, with what and when: device ("cpu" for any CPU), torch,
+    date, commit, timer."""
+    return {"device": describe_device(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
+            "date": now(), "commit": commit or git_commit() or "", "timer": timer_name(device)}
 
 
 def _row(point: Point, series: Series, result: Measurement, info: dict, command: str) -> Row:
@@ -153,7 +157,7 @@ def _row(point: Point, series: Series, result: Measurement, info: dict, command:
 
 def sweep(config: BenchConfig, command: str, csv_path: Path | None = None) -> list[Row]:
     """Measure every series x head_dim x dtype x length; see the module docstring for the order."""
-    info = environment(config.device, config.commit)
+    info = row_environment(config.device, config.commit)
     deadline = time.monotonic() + config.time_budget_s if config.time_budget_s else None
     rows: list[Row] = []
     for dtype in config.dtypes:
@@ -175,7 +179,7 @@ def sweep(config: BenchConfig, command: str, csv_path: Path | None = None) -> li
                     log.info("%s %s %s d=%d %s N=%d: %s", config.level, config.mode, dtype, head_dim,
                              series.label, length, _describe(result))
             if csv_path is not None:
-                report.write_csv(csv_path, rows)
+                write_csv(csv_path, COLUMNS, rows)
     return rows
 
 
@@ -195,7 +199,7 @@ def _describe(result: Measurement) -> str:
 
 
 def loop_rows(config: BenchConfig, command: str) -> list[Row]:
-    info = environment(config.device, config.commit)
+    info = row_environment(config.device, config.commit)
     rows = []
     for result in loop.run_loops(config.loop, config.device, log.info):
         point = Point("loop", "fwd_bwd", result.dtype, result.batch, result.heads, result.head_dim, result.length)
@@ -238,11 +242,11 @@ def loop_table(rows: list[Row]) -> Table:
                "0.9 on fixed-length presets, 1.0 on ListOps and Text). Peak: all allocated memory. Note: parameter "
                "count, and the speed options the harness ran with.")
     return Table("Training loops", ["preset", "runner", "steps/s", "ms/step", "samples/s", "peak MiB",
-                                    "time vs bare", "speed vs lean", "rounds", "note"], body, caption)
+                                    "time vs bare", "speed vs lean", "rounds", "note"], body, caption=caption)
 
 
 def summary_header(config: BenchConfig, rows: list[Row], command: str) -> list[str]:
-    first = rows[0] if rows else environment(config.device, config.commit)
+    first = rows[0] if rows else row_environment(config.device, config.commit)
     timer = ("CUDA events around each step, L2 flushed between steps; median of up to "
              f"{config.timing.repeats} after {config.timing.warmup} warm-up steps"
              if config.device.type == "cuda" else "wall clock (CPU run): not comparable with GPU timings")
@@ -275,7 +279,7 @@ def write_outputs(config: BenchConfig, rows: list[Row], command: str) -> dict[st
     """CSV, markdown summary, plots (and the wandb run); returns the paths written."""
     out = config.out_dir
     paths = {"csv": out / f"{config.name}.csv", "markdown": out / f"{config.name}.md"}
-    report.write_csv(paths["csv"], rows)
+    write_csv(paths["csv"], COLUMNS, rows)
     tables: list[Table] = []
     images: list[Path] = []
     if config.level == "loop" and rows:
@@ -304,7 +308,7 @@ def write_outputs(config: BenchConfig, rows: list[Row], command: str) -> dict[st
         tables += [beside] if beside else []
     title = f"Attention benchmark: {config.level}" + ("" if config.level == "loop" else f", {config.mode}")
     markdown = report.render_markdown(title, summary_header(config, rows, command), tables)
-    report.write_atomic(paths["markdown"], lambda tmp: tmp.write_text(markdown))
+    write_text(paths["markdown"], markdown)
     for index, image in enumerate(images):
         paths[f"plot{index}"] = image
     if config.wandb.enabled:

@@ -41,7 +41,7 @@ import triton
 from lra.attention.kernels import taylorshift as ts
 from lra.bench.report import write_atomic
 from lra.bench.run import device_slug
-from lra.train.records import environment
+from lra.results.environment import environment
 
 SECTIONS = ("check", "sweep", "overhead", "table", "report")
 CUOBJDUMP = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")

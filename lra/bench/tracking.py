@@ -10,7 +10,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from lra.bench.report import COLUMNS, Row, Table
+from lra.results.bench import COLUMNS, Row
+from lra.results.table import Table
 
 
 def check_available(enabled: bool) -> None:

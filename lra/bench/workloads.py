@@ -22,25 +22,11 @@ from lra.bench.series import Series
 from lra.data.base import TaskSpec
 from lra.model import LRAClassifier, ModelConfig
 from lra.model.encoder import Block
+from lra.results.bench import Point
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 LEVELS = ("core", "layer", "model")
 MODES = ("fwd", "fwd_bwd")
-
-
-@dataclass(frozen=True)
-class Point:
-    level: str
-    mode: str
-    dtype: str
-    batch: int
-    heads: int
-    head_dim: int
-    length: int
-
-    @property
-    def tokens(self) -> int:
-        return self.batch * self.length
 
 
 @dataclass(frozen=True)

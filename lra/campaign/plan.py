@@ -25,8 +25,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lra.campaign.grid import PlannedRun, preset_config
+from lra.results.records import read_records
 from lra.train.identity import identity_key, latest_checkpoint
-from lra.train.records import read_record
 
 DONE, UNTESTED, PARTIAL, NEW = "done", "untested", "partial", "new"
 
@@ -54,11 +54,8 @@ class Records:
 
     def __init__(self, runs_dir: Path):
         self.records: list[tuple[str, str, dict[str, Any]]] = []  # (identity, setting, record)
-        for path in sorted(Path(runs_dir).glob("*.json")) if Path(runs_dir).is_dir() else ():
-            if path.name.startswith("."):  # a record being written
-                continue
-            record = read_record(path)
-            if record.get("kind", "train") == "train" and isinstance(record.get("config"), dict):
+        for _, record in read_records(runs_dir):
+            if isinstance(record.get("config"), dict):
                 config = OmegaConf.create(record["config"])
                 self.records.append((identity_key(config), setting_key(config), record))
 

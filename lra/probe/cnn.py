@@ -25,7 +25,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lra.data.base import LRADataModule
 from lra.data.errors import DataError
-from lra.train.records import environment, now, write_json_atomic
+from lra.results.environment import environment
+from lra.results.files import write_json_atomic
+from lra.results.records import now
 
 PROBE_TASKS = ("image", "pathfinder")
 

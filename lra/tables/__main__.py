@@ -8,8 +8,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from lra.results.records import RecordError
 from lra.tables.build import Settings, build
-from lra.tables.runs import RecordError
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="tables")

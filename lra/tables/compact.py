@@ -13,18 +13,11 @@ import html
 import statistics
 from dataclasses import dataclass, field
 
+from lra.results.table import Table
 from lra.tables import published
-from lra.tables.accuracy import (
-    CHANCE_MARGIN,
-    CHECKPOINTS,
-    AccuracyResult,
-    Cell,
-    describe_cell,
-    lra_reference_row,
-    primary_order,
-)
+from lra.tables.accuracy import describe_cell, lra_reference_row
+from lra.tables.cells import CHANCE_MARGIN, CHECKPOINTS, AccuracyResult, Cell, primary_order
 from lra.tables.published import AVERAGED_TASKS, TASK_TITLES, TASKS
-from lra.tables.render import Table
 
 COLOUR_SPAN = 10.0  # points of difference at which a cell's colour is full
 NEUTRAL = 1.0  # points within which a cell reads as matching the published number (no colour)

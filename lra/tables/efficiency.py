@@ -1,7 +1,7 @@
 """Speed and memory relative to softmax, in the manner of LRA Table 2 (steps/s and peak memory at 1K..4K on Text).
 
 Two sources, never mixed in one ratio:
-- the benchmark's CSVs (``results/bench/<device>/*.csv``, columns in ``lra/bench/report.py``): the ``model``
+- the benchmark's CSVs (``results/bench/<device>/*.csv``, columns in ``lra/results/bench.py``): the ``model``
   level with ``fwd_bwd`` is a whole training step of LRA's Text model at each length, as LRA timed it;
 - the training runs' ``efficiency`` fields (steps/s and peak memory over the measured steps of a real run).
 A ratio compares a backend with softmax on the same device and settings only.
@@ -9,48 +9,16 @@ A ratio compares a backend with softmax on the same device and settings only.
 
 from __future__ import annotations
 
-import csv
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
+from lra.results.bench import BenchPoint
+from lra.results.table import Table
 from lra.tables import published
-from lra.tables.accuracy import AccuracyResult
+from lra.tables.cells import AccuracyResult
 from lra.tables.published import TASK_TITLES
-from lra.tables.render import Table
-from lra.tables.runs import RecordError
 
 TABLE2_LENGTHS = (1000, 4096)  # the span LRA Table 2 reports (1K..4K)
-BENCH_REQUIRED = ("backend", "series", "level", "mode", "dtype", "batch", "heads", "head_dim", "length",
-                  "time_ms", "peak_mib", "status")
-
-
-@dataclass(frozen=True)
-class BenchPoint:
-    device: str  # the results/bench/<device> folder
-    series: str
-    backend: str
-    level: str
-    mode: str
-    dtype: str
-    batch: int
-    heads: int
-    head_dim: int
-    length: int
-    status: str
-    time_ms: float | None
-    peak_mib: float | None
-    date: str
-
-    @property
-    def setting(self) -> tuple:
-        return (self.device, self.level, self.mode, self.dtype, self.batch, self.heads, self.head_dim)
-
-    @property
-    def steps_per_s(self) -> float | None:
-        return 1000.0 / self.time_ms if self.status == "ok" and self.time_ms else None
-
-
 @dataclass(frozen=True)
 class Entry:
     """One measured (backend, length) under one setting, with its ratios to softmax there."""
@@ -73,37 +41,6 @@ class Entry:
 
 FIELDS = ("source", "device", "setting", "name", "length", "status", "steps_per_s", "speed_vs_softmax",
           "peak_mib", "memory_vs_softmax", "runs", "tokens_per_s", "memory_kind", "backend")
-
-
-def load_bench(bench_dir: Path) -> list[BenchPoint]:
-    """Every point of every ``results/bench/<device>/*.csv``; for a repeated point the newest date wins."""
-    points: dict[tuple, BenchPoint] = {}
-    for path in sorted(Path(bench_dir).glob("*/*.csv")):
-        for point in _read_bench_csv(path):
-            key = (*point.setting, point.series, point.length)
-            if key not in points or point.date >= points[key].date:
-                points[key] = point
-    return list(points.values())
-
-
-def _read_bench_csv(path: Path) -> list[BenchPoint]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in BENCH_REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise RecordError(f"{path}: not a benchmark CSV of lra.bench (no column {', '.join(missing)})")
-        rows = list(reader)
-    try:
-        return [BenchPoint(path.parent.name, row["series"], row["backend"], row["level"], row["mode"],
-                           row["dtype"], int(row["batch"]), int(row["heads"]), int(row["head_dim"]),
-                           int(row["length"]), row["status"], _number(row["time_ms"]), _number(row["peak_mib"]),
-                           row.get("date") or "") for row in rows]
-    except ValueError as error:
-        raise RecordError(f"{path}: unreadable benchmark row ({error})") from None
-
-
-def _number(text: str | None) -> float | None:
-    return float(text) if text not in ("", None) else None
 
 
 def _divide(value: float | None, base: float | None) -> float | None:

@@ -20,9 +20,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
+from lra.results.bench import BenchPoint  # noqa: E402
 from lra.tables import published  # noqa: E402
 from lra.tables.compact import CompactRow  # noqa: E402
-from lra.tables.efficiency import BenchPoint, Entry  # noqa: E402
+from lra.tables.efficiency import Entry  # noqa: E402
 from lra.tables.published import TASK_TITLES, TASKS  # noqa: E402
 
 Figure = tuple[str, str]  # (title, data URI)

@@ -1,51 +1,13 @@
-"""Tables as plain data, written as Markdown, CSV, LaTeX and HTML; every file written atomically."""
+"""Tables (``lra.results.table``) as CSV, LaTeX and HTML (their Markdown is ``lra.results.table.markdown``)."""
 
 from __future__ import annotations
 
 import csv
 import html
 import io
-import os
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
-
-@dataclass
-class Table:
-    """A titled grid of strings; ``kinds`` tags each row (published, ours, params, delta) for styling."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    caption: str = ""
-
-    def add(self, cells: Sequence[str], kind: str = "") -> None:
-        if len(cells) != len(self.columns):
-            raise ValueError(f"{self.title}: a row of {len(cells)} cells for {len(self.columns)} columns")
-        self.rows.append([str(cell) for cell in cells])
-        self.kinds.append(kind)
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write beside ``path`` under a temporary name, then rename over it: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from lra.results.table import Table
 
 
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -54,21 +16,6 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     writer.writerow(header)
     writer.writerows(["" if value is None else value for value in row] for row in rows)
     return buffer.getvalue()
-
-
-def markdown(table: Table, level: int = 2) -> str:
-    def escape(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = [f"{'#' * level} {table.title}", ""]
-    if table.caption:
-        lines += [table.caption, ""]
-    lines.append("| " + " | ".join(escape(c) for c in table.columns) + " |")
-    lines.append("|" + "---|" * len(table.columns))
-    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in table.rows]
-    if table.notes:
-        lines += ["", *[f"- {note}" for note in table.notes]]
-    return "\n".join(lines) + "\n"
 
 
 def html_table(table: Table) -> str:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from lra.results.table import Table
 from lra.tables.plots import Figure
-from lra.tables.render import Table, html_table
+from lra.tables.render import html_table
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }

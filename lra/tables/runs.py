@@ -1,8 +1,8 @@
 """Training runs as the tables see them: from the local records (``results/runs/*.json``) or a wandb project.
 
-The record format is documented in ``lra/train/records.py``; this module reads it without importing training
-code. Only ``kind == "train"`` records are runs; a file that is not valid JSON, or a record without the keys a
-table needs, stops the build with the file's name (never skipped silently).
+The record format and its reader are ``lra.results.records``. Only ``kind == "train"`` records are runs; a file
+that is not valid JSON, or a record without the keys a table needs, stops the build with the file's name (never
+skipped silently).
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from lra.results.records import RecordError, config_value, read_records, sequence_length, table_column
+
 REQUIRED_KEYS = ("run_id", "status", "task", "attention")
 WANDB_STATUS = {"finished": "finished", "running": "running", "crashed": "failed", "failed": "failed",
                 "killed": "failed", "preempted": "failed", "pending": "running"}
-
-
-class RecordError(ValueError):
-    """A run record or run source that cannot be used; the message names the file or project."""
-
-
-CIFAR_SIDE = 32  # task=image: CIFAR-10 images, 32 x 32 grayscale pixels
 
 
 @dataclass(frozen=True)
@@ -46,6 +41,8 @@ class Run:
     device: str = "unknown"
     error: str | None = None
     created: str = ""  # ISO-8601 start of the run ("" where unknown)
+    sequence_length: int | None = None  # tokens per example (lra.results.records.sequence_length)
+    column: str | None = None  # the LRA Table 1 column; None: not one (lra.results.records.table_column)
 
     @property
     def family(self) -> str | None:
@@ -53,29 +50,12 @@ class Run:
         return self.preset.split("/", 1)[0] if self.preset else None
 
     @property
-    def column(self) -> str | None:
-        return table_column(self.task, self.config)
-
-    @property
     def steps(self) -> int | None:
         return self.metrics.get("step")
 
-    @property
-    def sequence_length(self) -> int | None:
-        """Tokens per example: the task's max_length, or the pixels of an image task."""
-        if self.setting("task.max_length") is not None:
-            return self.setting("task.max_length")
-        side = self.setting("task.resolution") or (CIFAR_SIDE if self.task == "image" else None)
-        return side * side if side else None
-
     def setting(self, dotted: str) -> Any:
         """A value of the run's resolved config by dotted key (``trainer.max_steps``), or None."""
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
+        return config_value(self.config, dotted)
 
     def accuracy(self, checkpoint: str) -> float | None:
         """Test accuracy in percent of the ``best`` (validation) or ``last`` checkpoint."""
@@ -87,16 +67,6 @@ class Run:
         """In percent, the test accuracy of always answering the most common label; None in older records."""
         value = self.metrics.get("test/majority_acc")
         return None if value is None else 100.0 * float(value)
-
-
-def table_column(task: str, config: dict[str, Any]) -> str | None:
-    """The LRA Table 1 column a task belongs to; Path-X is Pathfinder at 128x128. None: not a column."""
-    if task in ("listops", "text", "retrieval", "image", "pathx"):
-        return task
-    if task == "pathfinder":
-        resolution = int((config.get("task") or {}).get("resolution", 32))
-        return {32: "pathfinder", 128: "pathx"}.get(resolution)
-    return None
 
 
 def describe_data_source(source: Any) -> str:
@@ -124,6 +94,7 @@ def from_record(record: dict[str, Any], origin: str) -> Run:
     if missing:
         raise RecordError(f"{origin}: run record lacks {', '.join(missing)}")
     protocol = record.get("protocol") or {}
+    length = sequence_length(record)
     return Run(
         run_id=str(record["run_id"]),
         origin=origin,
@@ -142,6 +113,8 @@ def from_record(record: dict[str, Any], origin: str) -> Run:
         device=str((record.get("environment") or {}).get("device", "unknown")),
         error=record.get("error"),
         created=str(record.get("created") or ""),
+        sequence_length=length,
+        column=table_column(str(record["task"]), length),
     )
 
 
@@ -150,19 +123,7 @@ def load_local(runs_dir: Path) -> list[Run]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise RecordError(f"no run records: {runs_dir} is not a folder (train.py writes records there)")
-    runs = []
-    for path in sorted(runs_dir.glob("*.json")):
-        if path.name.startswith("."):  # a record being written (temporary file of an atomic write)
-            continue
-        try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RecordError(f"{path}: not a valid run record ({error}); fix or remove the file") from None
-        if not isinstance(record, dict):
-            raise RecordError(f"{path}: not a valid run record (a JSON object expected)")
-        if record.get("kind", "train") == "train":
-            runs.append(from_record(record, str(path)))
-    return runs
+    return [from_record(record, str(path)) for path, record in read_records(runs_dir)]
 
 
 def load_wandb(project: str, api: Any = None) -> list[Run]:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lra.tables import accuracy, compact, efficiency, plots, sparse_section
+from lra.results.bench import BenchPoint
+from lra.tables import accuracy, cells, compact, efficiency, plots, sparse_section
 from lra.tables.report import Section, figure_html
 from lra.tables.runs import Run
 
@@ -25,9 +26,9 @@ if TYPE_CHECKING:  # build imports this module: the settings' type only, no impo
 class ReportInputs:
     settings: Settings
     runs: list[Run]
-    result: accuracy.AccuracyResult
+    result: cells.AccuracyResult
     rows: list[compact.CompactRow]
-    points: list[efficiency.BenchPoint]
+    points: list[BenchPoint]
     entries: list[efficiency.Entry]
     figure3: plots.Figure3
 

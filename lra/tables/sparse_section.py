@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lra.tables.render import Table
+from lra.results.records import read_record
+from lra.results.table import Table
 from lra.tables.report import Section
 
 if TYPE_CHECKING:  # sections imports this module: the inputs' type only
@@ -145,7 +145,7 @@ def construction_notes(directory: Path) -> list[str]:
 def _provenance(path: Path, what: str) -> list[str]:
     if not path.is_file():
         return []
-    record = json.loads(path.read_text())
+    record = read_record(path)
     environment = record.get("environment", {})
     return [f"{what}: `{record.get('command')}` on {environment.get('device')}, torch {environment.get('torch')}, "
             f"commit {environment.get('git_commit')}, {record.get('created')}, {record.get('wall_s')} s, "

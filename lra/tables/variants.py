@@ -19,21 +19,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-# Keys that change where a run's files go or how it is shown, not what it computes.
-IGNORED_KEYS = ("seed", "run_id", "ckpt_path", "preset", "logger", "paths", "hydra", "trainer.devices",
-                "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "task.num_workers",
-                "task.source_dir", "task.eval_batch_size", "test_after_fit", "checkpoint_every_n_steps",
-                "measure_warmup_steps", "progress_refresh_steps", "trainer.log_every_n_steps",
-                # evaluation on trimmed batches predicts what full-length batches do (tests/train/test_trimmed_eval.py)
-                "task.trim_eval",
-                # speed options that leave what is learned as it is (tests/model/test_packed.py, lra/model/config.py)
-                "model.compile", "model.unpad",
-                "trainer.enable_model_summary", "trainer.precision",  # trainer.precision is ${precision}
-                # where the data comes from is the record's data-source label, which splits cells by itself
-                "task.source", "task.generate_large", "task.generate_workers", "task.generator_workers",
-                "task.prepare_workers",
-                # a wall-clock cap: when it stops a run early, the run shows as shortened by its steps
-                "trainer.max_time")
+from lra.results.keys import COMPARISON_NEUTRAL, is_neutral
+
 STEP_KEY = "trainer.max_steps"
 
 
@@ -64,10 +51,6 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def _ignored(key: str) -> bool:
-    return any(key == ignored or key.startswith(f"{ignored}.") for ignored in IGNORED_KEYS)
-
-
 def compare(run_config: dict[str, Any], preset_config: dict[str, Any], steps_done: int | None = None) -> Departure:
     """The differences of a run's config from its preset's, with max_steps below the preset's as shortening."""
     ours, preset = flatten(run_config), flatten(preset_config)
@@ -75,7 +58,7 @@ def compare(run_config: dict[str, Any], preset_config: dict[str, Any], steps_don
     for key in sorted(set(ours) | set(preset)):
         # A key the run's config lacks is an option added after the run; options are added with a default that
         # keeps what earlier code did, so the run had the preset's value.
-        if _ignored(key) or key not in ours or ours[key] == preset.get(key, "<absent>"):
+        if is_neutral(key, COMPARISON_NEUTRAL) or key not in ours or ours[key] == preset.get(key, "<absent>"):
             continue
         if key == STEP_KEY and _fewer(ours.get(key), preset.get(key)):
             preset_steps = int(preset[key])
@@ -126,5 +109,5 @@ class PresetConfigs:
 
 
 def fingerprint(config: dict[str, Any]) -> str:
-    kept = {key: value for key, value in flatten(config).items() if not _ignored(key)}
+    kept = {key: value for key, value in flatten(config).items() if not is_neutral(key, COMPARISON_NEUTRAL)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]

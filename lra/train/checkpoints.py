@@ -33,8 +33,8 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from lra.data.cache import remove_dead_partials
+from lra.results.files import write_atomic
 from lra.train.config import ConfigError
-from lra.train.records import write_atomic
 
 DIGEST_SUFFIX = ".sha256"
 CONFIG_KEY = "lra_config"  # the resolved config, as YAML text, inside every checkpoint

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from lra.train.records import describe_device
+from lra.results.environment import describe_device
 
 if TYPE_CHECKING:
     from lra.data import LRADataModule

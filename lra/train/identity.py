@@ -21,9 +21,10 @@ import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from lra.results.keys import IDENTITY_NEUTRAL, without
+from lra.results.records import ResultsStore
 from lra.train.checkpoints import CONFIG_KEY, load_checkpoint
 from lra.train.config import ConfigError
-from lra.train.records import ResultsStore
 
 RUN_ID_KEY = "lra_run_id"
 RESUMES_KEY = "lra_resumes"
@@ -31,23 +32,9 @@ RESUMES_KEY = "lra_resumes"
 # the run's id here (rank 0 sets it for their start), so that the run has one id, folder, record and wandb run.
 RUN_ID_ENV = "LRA_RUN_ID"
 
-# Keys that change where files go, what is shown or when a run stops, not what it computes: they are not part
-# of a run's identity, so resuming with another value (a longer trainer.max_time cap) still finds the run.
-_NOT_IDENTITY = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.devices", "trainer.num_nodes",
-                 "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
-                 "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
-                 "model.compile", "model.unpad")
-
-
 def identity_key(cfg: DictConfig) -> str:
     """A short hash of everything that defines what the run computes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in _NOT_IDENTITY:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
+    plain = without(OmegaConf.to_container(cfg, resolve=True), IDENTITY_NEUTRAL)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import lra.data
 from lra.model import ModelConfig
+from lra.results.environment import environment
+from lra.results.records import ResultsStore, now
 from lra.train.checkpoints import (
     CONFIG_KEY,
     CheckedCheckpointIO,
@@ -32,7 +34,6 @@ from lra.train.history import ValidationHistory, recorded_history
 from lra.train.identity import RUN_ID_KEY, RunPlace, RunStamp, finished_record, resolve_run, run_id_shared
 from lra.train.logging import finish_wandb, make_wandb_logger, replay_history, run_location, wandb_segments
 from lra.train.module import LRAModule
-from lra.train.records import ResultsStore, environment, now
 from lra.train.stopping import DivergedError, DivergenceGuard, StopOnSignal
 
 __all__ = ["CONFIG_KEY", "RunDiverged", "evaluate", "load_checkpoint", "train"]
@@ -179,6 +180,7 @@ def base_record(cfg: DictConfig, place: RunPlace, datamodule: lra.data.LRADataMo
         "status": "running",
         "task": datamodule.spec.name,
         "task_variant": cfg.task.get("variant"),
+        "sequence_length": datamodule.spec.max_length,
         "attention": attention_choice(cfg).name,
         "preset": cfg.get("preset"),
         "seed": cfg.seed,

@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lra.attention import available
-from lra.bench.report import COLUMNS
 from lra.bench.run import config_from, run
+from lra.results.bench import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["bench.lengths=[16,48]", "bench.batch_size=2", "bench.heads=2", "bench.head_dim=8",

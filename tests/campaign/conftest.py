@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from lra.campaign.grid import PlannedRun, expand
+from lra.results.records import ResultsStore
 from lra.train.identity import runs_root
-from lra.train.records import ResultsStore
 from tests.helpers import CONF, TINY_RUN
 
 TINY_STEPS = 200  # two validations (TINY_RUN's val_check_interval is 10: here 100) before the end

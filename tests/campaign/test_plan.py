@@ -10,8 +10,9 @@ import pytest
 
 from lra.campaign.grid import parse_duration
 from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Records, render, state_of, summary
+from lra.results.files import write_json_atomic
+from lra.results.records import ResultsStore
 from lra.train.config import ConfigError
-from lra.train.records import ResultsStore, write_json_atomic
 from tests.campaign.conftest import TINY_STEPS, plan_runs, write_checkpoint, write_record
 from tests.helpers import ROOT, user_environment
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from lra.results.records import ResultsStore
 from lra.tables.build import Settings, build
 from lra.train.config import validate
-from lra.train.records import ResultsStore
 from tests.helpers import CONF, compose_train
 
 RECIPES = sorted((CONF / "experiment" / "recipe").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""A small config tree shaped like ``conf/`` and a writer of run records in the format of ``lra/train/records.py``.
+"""A small config tree shaped like ``conf/`` and a writer of run records in the format of ``lra/results/records.py``.
 
 The records' configs are composed from that tree exactly as ``train.py`` composes a run, so the table builder
 compares them with their presets as it does for real runs.

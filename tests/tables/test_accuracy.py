@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lra.tables import accuracy, published
+from lra.tables import accuracy, cells, published
 from lra.tables.build import Settings, build
 from lra.tables.runs import RecordError, describe_data_source, load_local
 from lra.tables.variants import PresetConfigs
@@ -18,8 +18,8 @@ from tests.tables.conftest import RecordWriter
 NOT_RUN = "not run"
 
 
-def result_of(runs_dir: Path, presets: PresetConfigs, checkpoint: str = "best") -> accuracy.AccuracyResult:
-    return accuracy.build(load_local(runs_dir), presets, checkpoint)
+def result_of(runs_dir: Path, presets: PresetConfigs, checkpoint: str = "best") -> cells.AccuracyResult:
+    return cells.build(load_local(runs_dir), presets, checkpoint)
 
 
 def rows_by_name(table) -> dict[str, list[str]]:
@@ -98,7 +98,7 @@ def test_average_only_over_five_complete_cells(records, presets: PresetConfigs) 
     assert result.rows[0].average is None  # three tasks not run: no Avg, never a partial one
     row = result.rows[0]
     for column, value in zip(("retrieval", "image", "pathfinder"), (50.0, 45.0, 70.0), strict=True):
-        row.cells[column] = accuracy.Cell(column, "softmax", f"lra/{column}", row.cells["text"].departure, "val",
+        row.cells[column] = cells.Cell(column, "softmax", f"lra/{column}", row.cells["text"].departure, "val",
                                           "x", "best", counted=[_run_with(value)])
     assert row.average == pytest.approx((40 + 60 + 50 + 45 + 70) / 5)
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from lra.tables import accuracy, compact
-from lra.tables.render import markdown
+from lra.results.table import markdown
+from lra.tables import accuracy, cells, compact
 from lra.tables.runs import load_local
 from lra.tables.variants import PresetConfigs
 from tests.tables.conftest import RecordWriter
 
 
-def compact_of(runs_dir: Path, presets: PresetConfigs) -> tuple[accuracy.AccuracyResult, list[compact.CompactRow]]:
-    result = accuracy.build(load_local(runs_dir), presets)
+def compact_of(runs_dir: Path, presets: PresetConfigs) -> tuple[cells.AccuracyResult, list[compact.CompactRow]]:
+    result = cells.build(load_local(runs_dir), presets)
     return result, compact.compact_rows(result)
 
 
@@ -48,7 +48,7 @@ def test_a_new_family_of_presets_is_its_own_row_family(report_records: Path, pre
         compact_markdown_text(result, rows))
 
 
-def compact_markdown_text(result: accuracy.AccuracyResult, rows: list[compact.CompactRow]) -> str:
+def compact_markdown_text(result: cells.AccuracyResult, rows: list[compact.CompactRow]) -> str:
     return markdown(compact.table(result, rows))
 
 

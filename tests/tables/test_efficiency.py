@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from lra.tables import accuracy, efficiency
+from lra.results.bench import load_bench
+from lra.tables import cells, efficiency
 from lra.tables.runs import RecordError, load_local
 from tests.tables.conftest import RecordWriter
 
-# The columns lra.bench writes (lra/bench/report.py, COLUMNS).
+# The columns lra.bench writes (lra/results/bench.py, COLUMNS), spelled out: a test of the reader, not a copy.
 BENCH_COLUMNS = ("backend", "series", "options", "level", "mode", "dtype", "batch", "heads", "head_dim", "length",
                  "time_ms", "peak_mib", "tokens_per_s", "status", "note", "repeats", "timer", "device", "torch",
                  "date", "commit", "command")
@@ -51,7 +52,7 @@ def write_bench_fixture(root: Path) -> Path:
 
 
 def test_bench_table_is_lra_table2_style(bench_dir: Path) -> None:
-    entries = efficiency.bench_entries(efficiency.load_bench(bench_dir))
+    entries = efficiency.bench_entries(load_bench(bench_dir))
     (table,) = efficiency.bench_tables(entries)
     assert "h100" in table.title and "bf16, batch 32, 4 heads × 64" in table.title
     assert table.columns == ["Series", "steps/s @1024", "steps/s @2048", "peak MiB @1024", "peak MiB @2048"]
@@ -66,11 +67,11 @@ def test_newest_point_wins_and_bad_csv_is_named(bench_dir: Path) -> None:
     write_bench(bench_dir / "h100" / "rerun.csv", [("softmax", "softmax", "model", 1024, 50.0, 1000.0, "ok")])
     (bench_dir / "h100" / "rerun.csv").write_text((bench_dir / "h100" / "rerun.csv").read_text().replace(
         "2026-11-23", "2026-11-24"))
-    points = {(p.series, p.length, p.level): p for p in efficiency.load_bench(bench_dir)}
+    points = {(p.series, p.length, p.level): p for p in load_bench(bench_dir)}
     assert points["softmax", 1024, "model"].time_ms == 50.0
     (bench_dir / "h100" / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(RecordError, match=r"other\.csv: not a benchmark CSV of lra.bench \(no column backend"):
-        efficiency.load_bench(bench_dir)
+        load_bench(bench_dir)
 
 
 def test_training_runs_speed_and_memory_relative_to_softmax(conf_dir: Path, presets, tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_training_runs_speed_and_memory_relative_to_softmax(conf_dir: Path, pres
                   efficiency={**measured, "steps_per_s": 22.0, "peak_memory_mib": 250.0})
     records.write("c1", preset="lra/listops", attention="performer", seed=1, best=0.2, last=0.2, device="cpu (x86_64)",
                   efficiency={**unknown, "steps_per_s": 1.0, "memory_kind": "cpu_peak_rss"})
-    result = accuracy.build(load_local(tmp_path / "runs"), presets)
+    result = cells.build(load_local(tmp_path / "runs"), presets)
     table = efficiency.training_table(efficiency.training_entries(result))
     rows = {(row[0], row[3]): row for row in table.rows}
     assert rows["NVIDIA H100", "softmax"][4:8] == ["4", "11 (1.00×)", "2e+04", "1075 (1.00×)"]
@@ -110,6 +111,6 @@ def test_training_rows_give_image_tasks_their_pixel_count(conf_dir: Path, preset
     measured = {"steps_per_s": 40.0, "peak_memory_mib": 1200.0, "memory_kind": "cuda_max_allocated",
                 "device_processes": 1}
     records.write("i1", preset="lra/image", best=0.42, last=0.42, efficiency=measured)
-    result = accuracy.build(load_local(tmp_path / "runs"), presets)
+    result = cells.build(load_local(tmp_path / "runs"), presets)
     (entry,) = efficiency.training_entries(result)
     assert (entry.setting, entry.length, entry.steps_per_s) == ("Image, preset lra/image", 1024, 40.0)

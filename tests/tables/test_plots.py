@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import pytest
 from PIL import Image
 
-from lra.tables import accuracy, compact, efficiency, plots
+from lra.results.bench import load_bench
+from lra.tables import cells, compact, efficiency, plots
 from lra.tables.runs import load_local
 from lra.tables.variants import PresetConfigs
 from tests.tables.conftest import RecordWriter
@@ -19,12 +20,12 @@ from tests.tables.test_efficiency import write_bench, write_bench_fixture
 
 @pytest.fixture
 def rows(report_records: Path, presets: PresetConfigs) -> list[compact.CompactRow]:
-    return compact.compact_rows(accuracy.build(load_local(report_records), presets))
+    return compact.compact_rows(cells.build(load_local(report_records), presets))
 
 
 @pytest.fixture
 def entries(tmp_path: Path) -> list[efficiency.Entry]:
-    return efficiency.bench_entries(efficiency.load_bench(write_bench_fixture(tmp_path / "bench")))
+    return efficiency.bench_entries(load_bench(write_bench_fixture(tmp_path / "bench")))
 
 
 def test_our_points_sit_at_the_benchmark_speed_and_memory_over_softmax(rows, entries) -> None:
@@ -67,7 +68,7 @@ def test_curves_are_one_mean_line_per_backend_with_a_band(records: RecordWriter,
     for seed, accuracies in ((0, (0.2, 0.3, 0.5)), (1, (0.4, 0.5, 0.5)), (2, (0.3, 0.4))):
         history = [{"step": 50 * (i + 1), "val/acc": a} for i, a in enumerate(accuracies)]
         records.write(f"s{seed}", preset="lra/listops", seed=seed, best=0.3, last=0.3, history=history)
-    rows = compact.compact_rows(accuracy.build(load_local(records.runs_dir), presets))
+    rows = compact.compact_rows(cells.build(load_local(records.runs_dir), presets))
     (line,) = plots.curve_lines(rows)
     assert (line.row.attention, line.task, line.runs) == ("softmax", "listops", 3)
     assert list(line.steps) == [50, 100]  # the steps every seed reached
@@ -79,9 +80,9 @@ def test_curves_are_one_mean_line_per_backend_with_a_band(records: RecordWriter,
 def test_a_benchmark_of_one_length_draws_no_plot(tmp_path: Path) -> None:
     write_bench(tmp_path / "bench" / "h100" / "loop.csv", [
         ("bare", "softmax", "loop", 2048, 47.0, 500.0, "ok"), ("harness", "softmax", "loop", 2048, 49.0, 510.0, "ok")])
-    assert plots.bench_figures(efficiency.load_bench(tmp_path / "bench")) == []
+    assert plots.bench_figures(load_bench(tmp_path / "bench")) == []
     write_bench_fixture(tmp_path / "bench")  # model level at two lengths: one figure; the one-length core: none
-    assert len(plots.bench_figures(efficiency.load_bench(tmp_path / "bench"))) == 1
+    assert len(plots.bench_figures(load_bench(tmp_path / "bench"))) == 1
 
 
 @pytest.mark.parametrize("values", [(12.0, 20.0, 35.0), (47.0, 48.0, 49.0), (1.0, 100.0, 60000.0)])

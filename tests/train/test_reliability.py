@@ -27,7 +27,6 @@ from lra.train.checkpoints import (
 )
 from lra.train.cli import EXIT_DIVERGED, EXIT_USER_ERROR, run_or_explain
 from lra.train.module import LRAModule
-from lra.train.records import write_json_atomic
 from lra.train.run import evaluate, load_checkpoint, train
 from lra.train.stopping import DivergedError, DivergenceGuard
 from tests.helpers import TINY_RUN, compose_train, wandb_offline_history
@@ -120,16 +119,6 @@ def test_the_divergence_guard_reads_the_loss_only_at_its_checks(device: str) -> 
             with host_syncs_refused(device, refused=trainer.global_step % 4 != 0):  # between checks
                 guard.on_train_batch_end(trainer, None, {"loss": on_device}, None, 0)
     assert trainer.global_step == 8  # found at the check after the window of steps 5 to 8
-
-
-def test_records_are_strict_json_with_non_finite_values_noted(tmp_path: Path) -> None:
-    path = tmp_path / "record.json"
-    write_json_atomic(path, {"metrics": {"test/loss@last": math.nan, "test/acc@last": 0.25},
-                             "history": [{"step": 10, "val/loss": math.inf}]})
-    record = strict_json(path)
-    assert record["metrics"] == {"test/loss@last": None, "test/acc@last": 0.25}
-    assert record["history"] == [{"step": 10, "val/loss": None}]
-    assert record["non_finite"] == ["history.0.val/loss", "metrics.test/loss@last"]
 
 
 def _corrupt_copy(source: Path, folder: Path) -> Path:

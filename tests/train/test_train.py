@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-import lra.train.records
+import lra.results.records
 import lra.train.run
 from lra.data.base import TaskSpec
 from lra.model import ModelConfig
+from lra.results.records import ResultsStore
 from lra.train.efficiency import EfficiencyMonitor, device_process_count, pool_segments
 from lra.train.identity import identity_key
 from lra.train.module import LRAModule
-from lra.train.records import ResultsStore
 from lra.train.run import evaluate, load_checkpoint, train
 from tests.helpers import ROOT, TINY_RUN, compose_train, run_script, user_environment, wandb_offline_summary
 
@@ -85,10 +85,12 @@ def test_a_records_created_time_is_its_start(workdir: Path, monkeypatch: pytest.
     clock = (f"2026-01-01T00:00:{second:02d}+0000" for second in itertools.count())
     tick = lambda: next(clock)  # noqa: E731
     monkeypatch.setattr(lra.train.run, "now", tick)
-    monkeypatch.setattr(lra.train.records, "now", tick)
+    monkeypatch.setattr(lra.results.records, "now", tick)
     record = train(compose_train([*TINY_RUN, "logger=none", "run_id=clock"]))
     stored = json.loads((workdir / "results/runs/clock.json").read_text())
     assert stored["created"] == "2026-01-01T00:00:00+0000" < stored["updated"] and record["status"] == "finished"
+    # the task facts the tables read (lra.results.records.sequence_length): written, not derived from the config
+    assert stored["sequence_length"] == stored["config"]["task"]["max_length"] and stored["schema"] == 2
 
 
 def test_a_run_stopped_between_validations_resumes_from_its_last_step(workdir: Path) -> None:

@@ -1,13 +1,15 @@
 """The local results store: one JSON record per run under ``results/runs/``, written atomically.
 
-A record (``schema`` 1) holds:
+A record (``schema`` 2; 1 before ``sequence_length``) holds:
     ``run_id``       the run's id, shared with its wandb run and its checkpoint folder
     ``kind``         "train" (from train.py) or "eval" (from evaluate.py, under ``results/evals/``)
     ``status``       "running" | "finished" | "failed" (with ``error``) | "diverged" (with ``error`` and
                      ``divergence``: {``step``: the first step seen with a non-finite training loss,
                      ``checked_every``, ``last_finite_checkpoint``, ``last_finite_step``})
     ``created``, ``updated``   ISO-8601 times
-    ``task``         task name (``listops``, ``text``, ...), ``task_variant`` where the task has one
+    ``task``         task name (``listops``, ``text``, ...), ``task_variant`` where the task has one;
+                     ``sequence_length`` the positions of one example (the data module's ``max_length``; from
+                     schema 2: older records fall back on their config, ``sequence_length()``)
     ``attention``    backend name; ``preset`` the experiment preset (e.g. ``lra/listops``) or null
     ``seed``, ``params`` (trainable parameter count)
     ``protocol``     {``validation_split``: which split served as validation (IMDB: "test" under LRA's
@@ -43,72 +45,79 @@ A record (``schema`` 1) holds:
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import secrets
-import socket
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning
-import torch
+from lra.results.files import write_json_atomic
 
-SCHEMA = 1
+SCHEMA = 2
+OLD_IMAGE_SIDE = 32  # records before schema 2: task=image was CIFAR-10 alone, 32 x 32 pixels
+LRA_COLUMNS = ("listops", "text", "retrieval", "image", "pathx")  # tasks that are a Table 1 column by name
+PATHFINDER_COLUMNS = {32 * 32: "pathfinder", 128 * 128: "pathx"}  # Path-X is Pathfinder at 128 x 128
+
+
+class RecordError(ValueError):
+    """A run record or run source that cannot be used; the message names the file or project."""
 
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename it over ``path``: a reader
-    sees the old file or the new one, never a part. The file gets the mode of any new file (the umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.partial-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def finite_only(data: Any, key: str = "") -> tuple[Any, list[str]]:
-    """``data`` with every NaN or infinite float replaced by None, and the dotted keys that held one."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None, [key]
-    if isinstance(data, dict | list | tuple):
-        items = data.items() if isinstance(data, dict) else enumerate(data)
-        cleaned = {name: finite_only(value, f"{key}.{name}" if key else str(name)) for name, value in items}
-        found = [found_key for _, keys in cleaned.values() for found_key in keys]
-        values = {name: value for name, (value, _) in cleaned.items()}
-        return (values if isinstance(data, dict) else list(values.values())), found
-    return data, []
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as strict JSON (``write_atomic``): NaN and infinities, which strict parsers refuse, are
-    written as null and their keys listed under ``non_finite``."""
-    clean, non_finite = finite_only(data)
-    if non_finite:
-        clean["non_finite"] = sorted(set(non_finite) | set(clean.get("non_finite") or []))
-    text = json.dumps(clean, indent=1, sort_keys=True, default=str, allow_nan=False)
-    write_atomic(path, text.encode())
-
-
 def read_record(path: Path) -> dict[str, Any]:
-    """Load one record; a file that is not valid JSON is reported by name, never skipped silently."""
+    """Load one record; a file that is not a JSON object is reported by name, never skipped silently."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a valid run record ({error})") from error
+        record = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: not a valid run record ({error}); fix or remove the file") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path}: not a valid run record (a JSON object expected); fix or remove the file")
+    return record
+
+
+def read_records(directory: Path, kind: str = "train") -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record of ``kind`` (``train`` or ``eval``) in a folder, in file-name order, with its file; a record
+    being written (the temporary file of an atomic write) is passed over. Older records without ``kind``
+    are training runs."""
+    for path in sorted(Path(directory).glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        record = read_record(path)
+        if record.get("kind", "train") == kind:
+            yield path, record
+
+
+def config_value(config: dict[str, Any], dotted: str) -> Any:
+    """A value of a resolved config (a record's ``config``) by dotted key (``task.max_length``), or None."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def sequence_length(record: dict[str, Any]) -> int | None:
+    """Positions per example: the record's ``sequence_length``; before schema 2, the config's
+    ``task.max_length``, or the pixels of an image task."""
+    if record.get("sequence_length") is not None:
+        return int(record["sequence_length"])
+    config = record.get("config") or {}
+    if config_value(config, "task.max_length") is not None:
+        return config_value(config, "task.max_length")
+    side = config_value(config, "task.resolution") or (OLD_IMAGE_SIDE if record.get("task") == "image" else None)
+    return side * side if side else None
+
+
+def table_column(task: str, length: int | None) -> str | None:
+    """The LRA Table 1 column of a task at a sequence length (Path-X: Pathfinder at 128 x 128); None: none."""
+    if task in LRA_COLUMNS:
+        return task
+    if task == "pathfinder":
+        return PATHFINDER_COLUMNS.get(length or 32 * 32)
+    return None
 
 
 class ResultsStore:
@@ -141,38 +150,3 @@ class ResultsStore:
         record.update(fields)
         self.save(record)
         return record
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout lra runs from (``-dirty`` with uncommitted changes); ``LRA_COMMIT`` where the
-    tree has no ``.git`` (a copy sent to a GPU machine)."""
-    if os.environ.get("LRA_COMMIT"):
-        return os.environ["LRA_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def describe_device(device: torch.device | None = None) -> str:
-    """The GPU's name ("NVIDIA H200"), or the CPU's architecture and cores; the current GPU by default."""
-    if (device is None or device.type == "cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "device": describe_device(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-        "git_commit": git_commit(),
-        "hostname": socket.gethostname(),
-    }
