@@ -13,7 +13,6 @@ softmax_padding>.csv``; on CPU the times are wall clock and only say that the pa
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import torch
 
 import lra.attention
 from lra.bench.measure import Measurement, Settings, Workload, measure
-from lra.bench.report import write_atomic
 from lra.bench.run import device_slug, resolve_device
+from lra.results.files import write_csv
 
 PATHS = ("unpadded", "mask", "varlen")
 COLUMNS = ("device", "torch", "batch", "heads", "length", "head_dim", "path", "ms_fwd_bwd", "peak_mib",
@@ -105,12 +104,6 @@ def run(bench: Mapping, command: str) -> dict[str, Path]:
                 print(f"{length:>6} {head_dim:>4} {path:>9} {shown} {difference:>20}", flush=True)
     out_dir = Path(bench.get("out_dir") or f"results/bench/{device_slug(device)}")
     path = out_dir / f"{bench.get('name') or 'softmax_padding'}.csv"
-    write_atomic(path, lambda tmp: _write_csv(tmp, rows))
+    write_csv(path, COLUMNS, rows)
     return {"csv": path}
 
-
-def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 import triton
 
 from lra.attention.kernels import taylorshift as ts
-from lra.bench.report import write_atomic
 from lra.bench.run import device_slug
 from lra.results.environment import environment
+from lra.results.files import write_text
 
 SECTIONS = ("check", "sweep", "overhead", "table", "report")
 CUOBJDUMP = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
@@ -393,7 +393,7 @@ def run(bench: Mapping, command: str) -> dict[str, Path]:
             result["report"] = compile_report()
     out_dir = Path(bench.get("out_dir") or f"results/bench/{device_slug(torch.device('cuda'))}")
     path = out_dir / f"{bench.get('name') or 'taylorshift_kernels'}.json"
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1, default=str)))
+    write_text(path, json.dumps(result, indent=1, default=str))
     summarize(result)
     log(f"elapsed {time.time() - start:.0f} s")
     if "check" in result and not all(r["ok"] for r in result["check"]):

@@ -18,7 +18,7 @@ from lra.results.records import (
     sequence_length,
     table_column,
 )
-from lra.train.config import identity_key
+from lra.train.identity import identity_key
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 
