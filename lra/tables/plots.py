@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from lra.results.bench import BenchPoint  # noqa: E402
 from lra.tables import published  # noqa: E402
@@ -59,6 +60,15 @@ def png_bytes(figure: plt.Figure, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})  # no version: same bytes, same file
     plt.close(figure)
+    return palette_png(buffer.getvalue())
+
+
+def palette_png(png: bytes) -> bytes:
+    """The PNG with its colours reduced to a 256-entry palette: plots have few colours, and the report, which
+    holds its figures inside, came to over 2 MiB in full colour."""
+    with Image.open(io.BytesIO(png)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").quantize(colors=256).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 

@@ -3,7 +3,6 @@ writes under ``results/analysis/`` (CSV, PNG, run JSON). Reads files only: no an
 
 from __future__ import annotations
 
-import base64
 import csv
 from collections import defaultdict
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from lra.results.records import read_record
 from lra.results.table import Table
+from lra.tables.plots import data_uri, palette_png
 from lra.tables.report import Section
 
 if TYPE_CHECKING:  # sections imports this module: the inputs' type only
@@ -50,7 +50,9 @@ def analysis_section(directory: Path | None) -> Section | None:
         notes += _provenance(directory / "attention_run.json", "Checkpoint sparsity")
     if not tables:
         notes.append(f"No results in {directory}: run `python -m lra.analysis sparse` (make analysis).")
-    figures = [(title, _data_uri(directory / name)) for name, title in FIGURES if (directory / name).is_file()]
+    figures = [(title, data_uri(palette_png((directory / name).read_bytes())))
+               for name, title in FIGURES
+               if (directory / name).is_file()]
     return Section(HEADING, intro=INTRO, tables=tables, notes=notes, figures=figures)
 
 
@@ -59,10 +61,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def d_min_table(rows: list[dict[str, str]], fits: list[dict[str, str]], metric: str, threshold: float) -> Table:
