@@ -1,9 +1,21 @@
-"""What a finished run prints: its accuracy against the majority label, throughput, memory and files."""
+"""What a run shows on the console: its progress bar, and once finished its accuracy against the majority label,
+throughput, memory and files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar, with the module's last logged training values (``train_metrics``, host numbers: reading
+    them costs no device sync)."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        return {**super().get_metrics(trainer, pl_module), **getattr(pl_module, "train_metrics", {})}
 
 
 def _share(fraction: float | None) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 import hydra
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -28,7 +27,7 @@ from lra.train.checkpoints import (
     remove_orphans,
 )
 from lra.train.config import ConfigError, attention_choice, check_top_level, validate
-from lra.train.console import print_summary
+from lra.train.console import ProgressBar, print_summary
 from lra.train.efficiency import EfficiencyMonitor, speed_options
 from lra.train.history import ValidationHistory, recorded_history
 from lra.train.identity import RUN_ID_KEY, RunPlace, RunStamp, finished_record, resolve_run, run_id_shared
@@ -66,7 +65,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callbac
     training stops (max_steps, or a trainer.max_time cap), so a capped run goes on from where it stopped.
     The trainer gets its logger later (``trainer.logger``): it is built before the run has a record, so
     that a setting Lightning refuses is a config error, not a failed run."""
-    callbacks = [*extra_callbacks, TQDMProgressBar(refresh_rate=cfg.progress_refresh_steps),
+    callbacks = [*extra_callbacks, ProgressBar(refresh_rate=cfg.progress_refresh_steps),
                  *checkpoint_writers(run_dir / "checkpoints")]
     try:
         # use_distributed_sampler=False: the data modules' samplers shard the global batch themselves

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import pytest
+import torch
+from lightning.pytorch.loggers import Logger
 
 import lra.train.module
+import lra.train.run
 from lra.train.run import train
 from tests.helpers import TINY_RUN, compose_train
 
@@ -44,3 +49,70 @@ def test_a_bucketed_run_is_recorded_as_such(workdir: Path):
     assert record["efficiency"]["speed"]["bucket"] is True and record["efficiency"]["speed"]["trim_train"] is True
     assert record["protocol"]["train_batches"].startswith("length-bucketed")
     assert record["efficiency"]["padded_tokens_per_s"] > record["efficiency"]["tokens_per_s"] > 0
+
+
+class _SyncsRefused(L.Callback):
+    """Makes torch raise on any device sync from the start of each unscheduled step to the start of the next:
+    the scheduled ones are every ``every``-th (logging, the progress bar and the divergence check)."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.steps_refused = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        refused = (trainer.global_step + 1) % self.every != 0
+        torch.cuda.set_sync_debug_mode("error" if refused else "default")
+        self.steps_refused += refused
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.gpu
+def test_training_steps_between_the_scheduled_ones_wait_for_no_device_sync(workdir: Path, monkeypatch):
+    """A sync per step serialises the host with the GPU: Lightning's result collection made two per step
+    (about 1 ms a step on an H200) while train/loss went through ``self.log``."""
+    probe = _SyncsRefused(every=5)
+    make_trainer = lra.train.run.make_trainer
+    monkeypatch.setattr(lra.train.run, "make_trainer", lambda cfg, run_dir, extra: make_trainer(
+        cfg, run_dir, [*extra, probe]))
+    try:
+        record = train(compose_train([*TINY_RUN, "trainer.accelerator=gpu", "logger=none", "model.unpad=false",
+                                      "trainer.log_every_n_steps=5", "progress_refresh_steps=5"]))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert record["status"] == "finished" and probe.steps_refused == 16
+
+
+class _Logged(Logger):
+    name, version = "captured", "0"
+
+    def __init__(self):
+        super().__init__()
+        self.points: list[tuple[int, dict]] = []
+        self.experiment = SimpleNamespace(summary={})  # the run writes its final numbers into the wandb summary
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.points.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+def test_train_loss_reaches_the_logger_and_the_history_without_lightnings_result_collection(workdir: Path,
+                                                                                            monkeypatch):
+    logger = _Logged()
+    monkeypatch.setattr(lra.train.run, "make_wandb_logger", lambda *args: logger)
+    monkeypatch.setattr(lra.train.run, "run_location", lambda logger: None)
+    monkeypatch.setattr(lra.train.run, "wandb_segments", lambda logger, run_dir: [])
+    monkeypatch.setattr(lra.train.run, "finish_wandb", lambda logger, exit_code: None)
+    record = train(compose_train([*TINY_RUN, "trainer.log_every_n_steps=5"]))
+    train_points = [(step, sorted(metrics)) for step, metrics in logger.points if "train/loss" in metrics]
+    assert train_points == [(step, ["train/acc", "train/loss"]) for step in (4, 9, 14, 19)]
+    validations = [step for step, metrics in logger.points if "val/acc" in metrics]
+    assert validations == [9, 19]  # Lightning's step for both: the optimizer steps taken before the batch
+    logged = {step: metrics["train/loss"] for step, metrics in logger.points if "train/loss" in metrics}
+    assert [point["train/loss"] for point in record["history"]] == [round(logged[9], 6), round(logged[19], 6)]
