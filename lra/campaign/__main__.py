@@ -53,7 +53,6 @@ def campaign(cfg: DictConfig, name: str) -> int:
     print(f"\nbudget {cfg.budget}: runs stop {cfg.stop_margin} before its end; "
           f"{len(devices)} {'GPU(s)' if devices[0] is not None else 'CPU'} x {cfg.runs_per_gpu} runs\n", flush=True)
     runner = Runner(devices, int(cfg.runs_per_gpu), timing, log_dir, bool(cfg.test_partial),
-                    {run.identity: rate for run, rate in zip(runs, rates, strict=True)},
                     on_exit=_reporter(paths.results_dir))
     outcomes = runner.advance(prepare_data_once(queue))
     waiting = [outcome.run.label for outcome in outcomes if outcome.returncode is None]

@@ -8,8 +8,8 @@ build the same cache); a run whose data is missing is reported and left out. Run
 ``tables_time``) every process still training gets SIGUSR1 (``lra.train.stopping.StopOnSignal``): it ends its
 step, validates, writes ``last.ckpt`` and its record, and exits. One still alive when the budget's end comes is
 ended with SIGTERM, then SIGKILL (its process group: wandb's service with it); it resumes from its last
-validation. A run is tested after training only where it is expected to finish in this call (or with
-``test_partial``).
+validation. A run tests its checkpoints when it reaches its last step (``test_after_fit=finished``), a stopped
+one only with ``test_partial``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lra.campaign.grid import PlannedRun
-from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, Rate, RunState
+from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, RunState
 from lra.train.cli import user_errors
 from lra.train.config import ConfigError
 from lra.train.run import prepare_data
@@ -123,12 +123,12 @@ class Runner:
     """Starts, places, stops and reaps the ``train.py`` processes of one call."""
 
     def __init__(self, devices: list[str | None], runs_per_gpu: int, timing: Timing, log_dir: Path,
-                 test_partial: bool, rates: dict[str, Rate], on_exit: Callable[[Outcome], None],
+                 test_partial: bool, on_exit: Callable[[Outcome], None],
                  clock: Callable[[], float] = time.monotonic):
         if runs_per_gpu < 1:
             raise ConfigError(f"runs_per_gpu={runs_per_gpu}: at least 1 run per GPU")
         self.devices, self.runs_per_gpu, self.timing = devices, runs_per_gpu, timing
-        self.log_dir, self.test_partial, self.rates, self.on_exit = log_dir, test_partial, rates, on_exit
+        self.log_dir, self.test_partial, self.on_exit = log_dir, test_partial, on_exit
         self.clock = clock
         self.children: list[Child] = []
         self.outcomes: list[Outcome] = []
@@ -165,8 +165,10 @@ class Runner:
     def _start(self, run: PlannedRun, state: RunState, device: str | None, now: float) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{run.slug}.log"
-        share = 1 + sum(child.device == device for child in self.children)
-        overrides = [*run.overrides, "ckpt_path=auto", f"test_after_fit={self._test_after(run, state, share, now)}",
+        # finished: a run tests its checkpoints only if it reaches its last step in this call; one the budget stops
+        # goes on in the next, and its tests would be spent on a checkpoint that call replaces
+        tests = "true" if self.test_partial else "finished"
+        overrides = [*run.overrides, "ckpt_path=auto", f"test_after_fit={tests}",
                      f"hydra.run.dir={self.log_dir / run.slug}"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if device is not None:
@@ -180,14 +182,6 @@ class Runner:
 
     def command(self, overrides: list[str]) -> list[str]:
         return [sys.executable, str(TRAIN), *overrides]
-
-    def _test_after(self, run: PlannedRun, state: RunState, share: int, now: float) -> bool:
-        """Test at the end only a run expected to finish now: a stopped run's tests would be spent on a checkpoint
-        the next call replaces. Without a measured speed, test (the cost of a wrong guess is one test)."""
-        rate = self.rates[run.identity]
-        if self.test_partial or state.kind == UNTESTED or rate.source == "default":
-            return True
-        return run.max_steps - state.step <= rate.steps_per_s / share * (self.timing.stop - now)
 
     def _stop_and_end(self, now: float) -> None:
         for child in self.children:

@@ -78,6 +78,10 @@ def top_level_defaults(config_name: str) -> dict[str, Any]:
     return {**{group: None for group in groups if group != "hydra"}, **raw}
 
 
+# Top-level keys whose values are not of their default's type alone
+TOP_LEVEL_TYPES: dict[str, Any] = {"test_after_fit": bool | typing.Literal["finished"]}
+
+
 def check_top_level(cfg: DictConfig, config_name: str) -> None:
     """Refuse a top-level key the config does not define (``+attenton=performer`` would otherwise train
     softmax); check the type of each top-level value against its default's."""
@@ -89,7 +93,7 @@ def check_top_level(cfg: DictConfig, config_name: str) -> None:
     for key, default in defaults.items():
         if key in interpolated or key not in cfg or isinstance(cfg[key], DictConfig):
             continue
-        expected = {bool: bool, int: int, float: float}.get(type(default))
+        expected = TOP_LEVEL_TYPES.get(key) or {bool: bool, int: int, float: float}.get(type(default))
         if expected is not None:
             _check_value(key, cfg[key], expected)
 

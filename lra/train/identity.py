@@ -102,12 +102,16 @@ def resolve_run(cfg: DictConfig) -> RunPlace:
 
 
 def finished_record(store: ResultsStore, place: RunPlace, cfg: DictConfig) -> dict[str, Any] | None:
-    """The record of a finished run that this command would resume with nothing left to train (a requeue
-    script that always passes ``ckpt_path=last``); None if there is training to do."""
+    """The record of a finished run that this command would resume with nothing left to do (a requeue script
+    that always passes ``ckpt_path=last``); None if there is training to do, or tests that this command asks for
+    and the record lacks (a run trained with ``test_after_fit=false``: resuming it tests its checkpoints)."""
     if place.checkpoint is None or place.checkpoint.get("global_step", 0) < cfg.trainer.max_steps:
         return None
     record = store.load(place.run_id)
-    return record if record is not None and record.get("status") == "finished" else None
+    if record is None or record.get("status") != "finished":
+        return None
+    tested = any(key.startswith("test/acc@") for key in record.get("metrics") or {})
+    return record if tested or cfg.test_after_fit is False else None
 
 
 @contextmanager

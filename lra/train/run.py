@@ -202,7 +202,7 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
                      place: RunPlace) -> dict[str, Any]:
     best, _ = checkpoint_callbacks(trainer)
     metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
-    if not cfg.test_after_fit:
+    if not tests_wanted(cfg.test_after_fit, trainer):
         return metrics
     metrics["test/majority_acc"] = datamodule.majority_accuracy("test")
     for label, path in checkpoint_paths(trainer, place.resume_from).items():
@@ -212,6 +212,12 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
         metrics[f"test/acc@{label}"] = result["test/acc"]
         metrics[f"test/loss@{label}"] = result["test/loss"]
     return metrics
+
+
+def tests_wanted(setting: bool | str, trainer: L.Trainer) -> bool:
+    """``test_after_fit``: true, false, or ``finished``: only when training reached ``trainer.max_steps``, not when a
+    stop signal or a time cap ended it (it goes on later, and its tests would be spent on a checkpoint it replaces)."""
+    return trainer.global_step >= trainer.max_steps if setting == "finished" else bool(setting)
 
 
 def _float(value: Any) -> float | None:

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lra.campaign.grid import expand
-from lra.campaign.plan import NEW, PARTIAL, Rate, Records, RunState, state_of
+from lra.campaign.plan import NEW, PARTIAL, Records, RunState, state_of
 from lra.campaign.runner import Outcome, Runner, Timing, prepare_data_once, start_order, visible_devices
 from tests.campaign.conftest import TINY_STEPS, compose_campaign, plan_runs
 from tests.helpers import user_environment
@@ -32,8 +32,7 @@ class Clock:
 
 def _runner(tmp_path: Path, devices, runs_per_gpu: int, budget: float, clock=time.monotonic, runs=(), **kwargs):
     timing = Timing(clock(), budget, stop_margin=kwargs.pop("stop_margin", 1.0), min_slot=0.0, tables_time=0.0)
-    rates = {run.identity: Rate(5.0, "default") for run in runs}
-    return Runner(devices, runs_per_gpu, timing, tmp_path / "logs", False, rates, kwargs.pop("on_exit", lambda o: None),
+    return Runner(devices, runs_per_gpu, timing, tmp_path / "logs", False, kwargs.pop("on_exit", lambda o: None),
                   clock=clock)
 
 
@@ -49,7 +48,7 @@ class Sleeper(Runner):
 def test_runs_are_placed_round_robin_at_most_runs_per_gpu(workdir: Path, campaign_dir: Path) -> None:
     runs = plan_runs(campaign_dir, ["seeds=[0,1,2,3,4]"])
     runner = Sleeper(["0", "1"], 2, Timing(time.monotonic(), 3.0, 1.0, 0.0, 0.0), workdir / "logs", False,
-                     {run.identity: Rate(5.0, "default") for run in runs}, lambda outcome: None)
+                     lambda outcome: None)
     outcomes = runner.advance([(run, RunState(NEW, 0)) for run in runs])
     started = [o for o in outcomes if o.returncode is not None]
     assert len(started) == 4 and sum(o.returncode is None for o in outcomes) == 1  # 2 GPUs x 2: the fifth waits
@@ -66,7 +65,6 @@ def test_placement_sets_cuda_visible_devices(workdir: Path, campaign_dir: Path) 
             return [sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"]
 
     runner = Recorder(["4", "7"], 2, Timing(time.monotonic(), 60.0, 1.0, 0.0, 0.0), workdir / "logs", False,
-                      {run.identity: Rate(5.0, "default") for run in runs},
                       lambda outcome: seen.append(outcome.log_path.read_text().strip()))
     runner.advance([(run, RunState(NEW, 0)) for run in runs])
     assert sorted(seen) == ["4", "4", "7"]  # round-robin: 4, 7, then 4 again
@@ -75,8 +73,7 @@ def test_placement_sets_cuda_visible_devices(workdir: Path, campaign_dir: Path) 
 def test_the_budgets_end_stops_a_run_that_ignores_the_stop(workdir: Path, campaign_dir: Path) -> None:
     (run,) = plan_runs(campaign_dir, ["seeds=[0]"])
     started = time.monotonic()
-    runner = Sleeper([None], 1, Timing(started, 3.0, 1.5, 0.0, 0.0), workdir / "logs", False,
-                     {run.identity: Rate(5.0, "default")}, lambda outcome: None)
+    runner = Sleeper([None], 1, Timing(started, 3.0, 1.5, 0.0, 0.0), workdir / "logs", False, lambda outcome: None)
     (outcome,) = runner.advance([(run, RunState(NEW, 0))])
     assert outcome.stopped and outcome.returncode == -15  # SIGTERM at the end, after the ignored SIGUSR1
     assert time.monotonic() - started < 10
@@ -161,7 +158,7 @@ def test_an_interrupted_campaign_stops_its_runs_before_it_exits(workdir: Path, c
             super()._reap()
 
     runner = Interrupted([None], 1, Timing(time.monotonic(), 600.0, 1.0, 0.0, 0.0), workdir / "logs", False,
-                         {run.identity: Rate(5.0, "default")}, ended.append)
+                         ended.append)
     with pytest.raises(KeyboardInterrupt):
         runner.advance([(run, RunState(NEW, 0))])
     (outcome,) = ended

@@ -26,8 +26,9 @@ from lra.train.checkpoints import (
     save_checked,
 )
 from lra.train.cli import EXIT_DIVERGED, EXIT_USER_ERROR, run_or_explain
+from lra.train.config import ConfigError
 from lra.train.module import LRAModule
-from lra.train.run import evaluate, load_checkpoint, train
+from lra.train.run import evaluate, load_checkpoint, tests_wanted, train
 from lra.train.stopping import DivergedError, DivergenceGuard
 from tests.helpers import TINY_RUN, compose_train, wandb_offline_history
 
@@ -52,6 +53,27 @@ def test_rerunning_a_finished_run_leaves_it_as_it_is(finished_run, capsys) -> No
     assert finished_run.record_path.read_bytes() == before
     assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == files
     assert record["status"] == "finished" and record["metrics"] == finished_run.record["metrics"]
+
+
+def test_a_run_trained_untested_is_tested_when_resumed(workdir: Path) -> None:
+    """What a campaign's next call does with a run that finished training under ``test_after_fit=false``."""
+    untested = train(compose_train([*TINY_RUN, "logger=none", "run_id=untested", "test_after_fit=false"]))
+    assert untested["status"] == "finished" and not any(key.startswith("test/") for key in untested["metrics"])
+    record = train(compose_train([*TINY_RUN, "logger=none", "run_id=untested", "ckpt_path=last"]))
+    assert record["metrics"]["step"] == 20 and record["history"] == untested["history"]
+    assert record["metrics"]["test/acc@best"] is not None and record["metrics"]["test/acc@last"] is not None
+
+
+@pytest.mark.parametrize(("setting", "step", "wanted"), [("finished", 20, True), ("finished", 15, False),
+                                                         (True, 15, True), (False, 20, False)])
+def test_test_after_fit_finished_tests_only_a_run_that_reached_its_last_step(setting, step: int,
+                                                                              wanted: bool) -> None:
+    assert tests_wanted(setting, SimpleNamespace(global_step=step, max_steps=20)) is wanted
+
+
+def test_an_unknown_test_after_fit_is_refused_naming_the_valid_values(workdir: Path) -> None:
+    with pytest.raises(ConfigError, match="test_after_fit='maybe': expected one of 'finished' or true or false"):
+        train(compose_train([*TINY_RUN, "logger=none", "test_after_fit=maybe"]))
 
 
 def test_a_diverging_run_stops_before_its_first_validation(workdir: Path, capsys) -> None:
