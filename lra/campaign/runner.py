@@ -147,7 +147,7 @@ class Runner:
         while queue or self.children:
             now = self.clock()
             while queue and now < self.timing.last_start and (free := self._free_devices()):
-                self._start(*queue.pop(0), free[0], now)
+                self._start(*queue.pop(0), free[0])
             if queue and now >= self.timing.last_start:
                 self.outcomes += [Outcome(run, None) for run, _ in queue]
                 queue = []
@@ -162,7 +162,7 @@ class Runner:
         load = {device: sum(child.device == device for child in self.children) for device in self.devices}
         return sorted((d for d in self.devices if load[d] < self.runs_per_gpu), key=lambda d: load[d])
 
-    def _start(self, run: PlannedRun, state: RunState, device: str | None, now: float) -> None:
+    def _start(self, run: PlannedRun, state: RunState, device: str | None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{run.slug}.log"
         # finished: a run tests its checkpoints only if it reaches its last step in this call; one the budget stops
