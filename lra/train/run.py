@@ -202,7 +202,7 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
                      place: RunPlace) -> dict[str, Any]:
     best, _ = checkpoint_callbacks(trainer)
     metrics: dict[str, Any] = {"val/acc_best": _float(best.best_model_score)}
-    if not tests_wanted(cfg.test_after_fit, trainer):
+    if not should_test(cfg.test_after_fit, trainer):
         return metrics
     metrics["test/majority_acc"] = datamodule.majority_accuracy("test")
     for label, path in checkpoint_paths(trainer, place.resume_from).items():
@@ -214,7 +214,7 @@ def test_checkpoints(cfg: DictConfig, trainer: L.Trainer, module: LRAModule, dat
     return metrics
 
 
-def tests_wanted(setting: bool | str, trainer: L.Trainer) -> bool:
+def should_test(setting: bool | str, trainer: L.Trainer) -> bool:
     """``test_after_fit``: true, false, or ``finished``: only when training reached ``trainer.max_steps``, not when a
     stop signal or a time cap ended it (it goes on later, and its tests would be spent on a checkpoint it replaces)."""
     return trainer.global_step >= trainer.max_steps if setting == "finished" else bool(setting)

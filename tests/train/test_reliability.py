@@ -28,7 +28,7 @@ from lra.train.checkpoints import (
 from lra.train.cli import EXIT_DIVERGED, EXIT_USER_ERROR, run_or_explain
 from lra.train.config import ConfigError
 from lra.train.module import LRAModule
-from lra.train.run import evaluate, load_checkpoint, tests_wanted, train
+from lra.train.run import evaluate, load_checkpoint, should_test, train
 from lra.train.stopping import DivergedError, DivergenceGuard
 from tests.helpers import TINY_RUN, compose_train, wandb_offline_history
 
@@ -68,7 +68,7 @@ def test_a_run_trained_untested_is_tested_when_resumed(workdir: Path) -> None:
                                                          (True, 15, True), (False, 20, False)])
 def test_test_after_fit_finished_tests_only_a_run_that_reached_its_last_step(setting, step: int,
                                                                               wanted: bool) -> None:
-    assert tests_wanted(setting, SimpleNamespace(global_step=step, max_steps=20)) is wanted
+    assert should_test(setting, SimpleNamespace(global_step=step, max_steps=20)) is wanted
 
 
 def test_an_unknown_test_after_fit_is_refused_naming_the_valid_values(workdir: Path) -> None:
