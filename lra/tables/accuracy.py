@@ -150,6 +150,10 @@ def describe_cell(cell: Cell) -> str:
         steps = ", ".join("?" if run.steps is None else f"{run.steps:,}" for run in cell.counted)
         at = f" at {steps} steps" if cell.departure.shortened else ""
         parts.append(f"{len(cell.counted)} finished run(s), seeds {seeds}: {values}{at} (runs {ids})")
+    if cell.timed:
+        times = ", ".join(f"{run.efficiency['fit_seconds'] / 60:.1f} min ({run.run_id}, {run.device})"
+                          for run in cell.timed)
+        parts.append(f"training and validation took {times}")
     for run, reason in cell.not_counted:
         parts.append(f"not counted: run {run.run_id} ({reason}{': ' + run.error if run.error else ''})")
     return "; ".join(parts)
@@ -195,7 +199,7 @@ def runs_table(result: AccuracyResult) -> Table:
 CELL_FIELDS = ("row", "task", "attention", "preset", "checkpoint_metric", "validation_split", "data_source",
                "shortened", "steps", "preset_steps", "differences", "n", "mean", "std", "values", "seeds",
                "run_ids", "not_counted", "chance", "at_chance", "params", "params_ratio", "lra_reference", "lra_value",
-               "difference")
+               "difference", "fit_minutes")
 
 
 def cell_rows(result: AccuracyResult) -> list[list[object]]:
@@ -216,6 +220,7 @@ def cell_rows(result: AccuracyResult) -> list[list[object]]:
                 cell.at_chance, cell.params,
                 _round(ratio, 4), reference, lra_value,
                 _round(cell.mean - lra_value) if cell.mean is not None and isinstance(lra_value, float) else None,
+                " ".join(f"{run.efficiency['fit_seconds'] / 60:.2f}" for run in cell.timed),
             ])
     return rows
 

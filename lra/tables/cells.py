@@ -54,6 +54,12 @@ class Cell:
         """Sample standard deviation over seeds (None for a single run)."""
         return statistics.stdev(self.values) if len(self.counted) > 1 else None
 
+    @property
+    def timed(self) -> list[Run]:
+        """Counted runs whose record measured their wall time of training and validation (``efficiency.fit_seconds``;
+        records from before it lack it): what one more seed of the cell costs."""
+        return [run for run in self.counted if run.efficiency.get("fit_seconds")]
+
     def step_span(self) -> str:
         """The steps its counted runs trained: "3,351" or "2,551–4,609"."""
         steps = sorted(run.steps for run in self.counted if run.steps is not None)

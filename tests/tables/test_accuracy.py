@@ -283,3 +283,15 @@ def test_a_seed_run_again_for_as_many_steps_counts_its_latest_run(conf_dir: Path
     assert rows_by_name(accuracy.main_table(result))["softmax · lra"][2].startswith("30.00 (n=1")
     assert "not counted: run zzold (seed 1 counts once: run aanew is a later run of as many steps)" in \
         accuracy.protocol_notes(result)[0]
+
+
+def test_each_cell_says_what_its_timed_runs_took(records, presets: PresetConfigs) -> None:
+    """What one more seed of a cell costs, from the records that measured it (older ones lack fit_seconds)."""
+    records.write("m1", preset="lra/listops", seed=0, best=0.36, last=0.36, device="NVIDIA H200",
+                  efficiency={"steps_per_s": 48.4, "fit_seconds": 160.1})
+    records.write("m2", preset="lra/listops", seed=1, best=0.35, last=0.35, efficiency={"steps_per_s": 8.0})
+    result = result_of(records.runs_dir, presets)
+    (note,) = accuracy.protocol_notes(result)
+    assert note.endswith("training and validation took 2.7 min (m1, NVIDIA H200)")
+    (row,) = accuracy.cell_rows(result)
+    assert row[accuracy.CELL_FIELDS.index("fit_minutes")] == "2.67"
