@@ -151,7 +151,7 @@ def describe_cell(cell: Cell) -> str:
         at = f" at {steps} steps" if cell.departure.shortened else ""
         parts.append(f"{len(cell.counted)} finished run(s), seeds {seeds}: {values}{at} (runs {ids})")
     if cell.timed:
-        times = ", ".join(f"{run.efficiency['fit_seconds'] / 60:.1f} min ({run.run_id}, {run.device})"
+        times = ", ".join(f"{run.fit_seconds / 60:.1f} min ({run.run_id}, {run.device})"
                           for run in cell.timed)
         parts.append(f"training and validation took {times}")
     for run, reason in cell.not_counted:
@@ -220,7 +220,7 @@ def cell_rows(result: AccuracyResult) -> list[list[object]]:
                 cell.at_chance, cell.params,
                 _round(ratio, 4), reference, lra_value,
                 _round(cell.mean - lra_value) if cell.mean is not None and isinstance(lra_value, float) else None,
-                " ".join(f"{run.efficiency['fit_seconds'] / 60:.2f}" for run in cell.timed),
+                " ".join(f"{run.fit_seconds / 60:.2f}" for run in cell.timed),
             ])
     return rows
 

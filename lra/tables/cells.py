@@ -58,7 +58,7 @@ class Cell:
     def timed(self) -> list[Run]:
         """Counted runs whose record measured their wall time of training and validation (``efficiency.fit_seconds``;
         records from before it lack it): what one more seed of the cell costs."""
-        return [run for run in self.counted if run.efficiency.get("fit_seconds")]
+        return [run for run in self.counted if run.fit_seconds]
 
     def step_span(self) -> str:
         """The steps its counted runs trained: "3,351" or "2,551–4,609"."""

@@ -50,6 +50,11 @@ class Run:
         return self.preset.split("/", 1)[0] if self.preset else None
 
     @property
+    def fit_seconds(self) -> float | None:
+        """Wall time of training and validation (``efficiency.fit_seconds``; None in records from before it)."""
+        return self.efficiency.get("fit_seconds")
+
+    @property
     def steps(self) -> int | None:
         return self.metrics.get("step")
 

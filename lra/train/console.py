@@ -11,11 +11,11 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's bar, with the module's last logged training values (``train_metrics``, host numbers: reading
-    them costs no device sync)."""
+    """Lightning's bar, with the ``LRAModule``'s last logged training values (``train_metrics``, host numbers:
+    reading them costs no device sync)."""
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        return {**super().get_metrics(trainer, pl_module), **getattr(pl_module, "train_metrics", {})}
+        return {**super().get_metrics(trainer, pl_module), **pl_module.train_metrics}
 
 
 def _share(fraction: float | None) -> str:

@@ -16,7 +16,7 @@ class ValidationHistory(L.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        metrics = {**trainer.callback_metrics, **getattr(pl_module, "train_metrics", {})}
+        metrics = {**trainer.callback_metrics, **pl_module.train_metrics}
         point = {"step": trainer.global_step}
         for key in ("val/acc", "val/loss", "train/loss"):
             if key in metrics:
