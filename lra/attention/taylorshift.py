@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -16,22 +17,28 @@ from lra.attention.causal import causal_step, causal_sum
 from lra.attention.registry import register
 
 MODES = ("auto", "direct", "efficient")
-# Up to this length auto keeps the PyTorch direct form where the fused kernel could run. On an H100 the kernel
-# was faster than the direct form at every length measured, from 256 up (bf16 and fp32, d = 32 and 64,
-# fwd+bwd: results/bench/nvidia-h100-80gb-hbm3/core_fwd_bwd.md); shorter sequences were not measured. The
-# paper's N0 = d^2 + d + 1 compares the FLOPs of the PyTorch forms, which the kernel does not follow.
-FUSED_CROSSOVER = 256
+# Where both forms run as fused Triton kernels, auto runs the direct one up to this many tokens (by head dimension,
+# the nearest at or above): the measured crossover of the two on an H200, forward+backward, bf16, B=32, H=4
+# (results/bench/nvidia-h200/core_fwd_bwd.md).
+FUSED_CROSSOVER = {32: 3072, 64: 6144}
 IMPLS = ("auto", "torch", "triton")
+KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 @functools.cache
-def _fused_kernel() -> Callable | ImportError:
-    """The Triton kernel of ``lra.attention.kernels.taylorshift``, or the ImportError that hides it."""
+def _kernels() -> ModuleType | ImportError:
+    """``lra.attention.kernels`` (the fused Triton kernels), or the ImportError that hides it."""
     try:
-        from lra.attention.kernels.taylorshift import fused_taylorshift
-    except ImportError as error:  # no Triton, or the kernel module is absent on this branch
+        import lra.attention.kernels as kernels
+    except ImportError as error:  # the kernel modules are absent on this branch
         return error
-    return fused_taylorshift
+    return kernels if kernels.TRITON_AVAILABLE else ImportError("no module named 'triton'")
+
+
+def fused_crossover(head_dim: int) -> int:
+    """The length up to which auto runs the fused direct form rather than the fused efficient one."""
+    dims = sorted(FUSED_CROSSOVER)
+    return FUSED_CROSSOVER[next((d for d in dims if d >= head_dim), dims[-1])]
 
 
 def _tensor_square(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +63,8 @@ class TaylorShiftAttention(AttentionBackend):
 
     Two forms of the same function:
 
-    * ``direct``: builds the N x N weights. Time O(N^2 d), memory O(N^2).
+    * ``direct``: builds the N x N weights. Time O(N^2 d), memory O(N^2); the fused kernel
+      (``lra.attention.kernels.taylorshift_direct``) computes it in FlashAttention's tiles in memory O(N d).
     * ``efficient``: with ``alpha = d^(1/4)``, ``q~ = alpha q^``, ``k~ = alpha k^`` and
       ``V' = [1 | V] / N_real`` (padded rows zeroed),
       ``Y = a (q~ (x) q~) ((k~ (x) k~)^T V') + alpha^2 b q~ (k~^T V') + alpha^4 c sum_j V'_j``
@@ -64,15 +72,16 @@ class TaylorShiftAttention(AttentionBackend):
       ``alpha^4 sum_j w_ij V'_j``: the same function; ``alpha`` and ``1/N`` only keep the intermediates
       in range in low precision. Time O(N d^3), memory O(N d^2); no N x N tensor.
     * ``auto``: efficient when ``N > crossover``. The default crossover is the paper's FLOP crossover
-      ``N0 = d^2 + d + 1`` for the PyTorch forms, and ``FUSED_CROSSOVER`` where the fused kernel runs the
-      efficient form (measured on an H100 against the PyTorch direct form: ``results/bench/``); a
-      number given as ``crossover`` overrides both.
+      ``N0 = d^2 + d + 1`` for the PyTorch forms, and ``FUSED_CROSSOVER`` (measured) where both forms run
+      as fused kernels; a number given as ``crossover`` overrides both.
 
     ``impl``: ``torch`` runs the PyTorch forms above (the reference, and the CPU path); ``triton`` runs
-    the efficient form through ``lra.attention.kernels.taylorshift.fused_taylorshift``; ``auto`` uses the
-    kernel for CUDA tensors when the efficient form runs and the kernel imports, else PyTorch.
+    either form as fused Triton kernels (``lra.attention.kernels``: ``fused_direct_taylorshift`` with the
+    normalisation, temperature and output scaling inside, ``fused_taylorshift`` for the efficient form);
+    ``auto`` uses them for CUDA tensors when they import, else PyTorch.
 
-    Dropout: applied to the normalised weights in the direct form only. The efficient form has no
+    Dropout: applied to the normalised weights in the direct form only (the fused direct kernel draws
+    its masks with Philox from torch's CUDA generator). The efficient form has no
     attention matrix, so there dropout does not apply (the authors' code drops entries of the
     ``(k (x) k)^T V`` summary instead, a different regulariser that this module does not copy).
 
@@ -85,14 +94,16 @@ class TaylorShiftAttention(AttentionBackend):
     ``causal`` (not in the paper or the authors' code): the sums run over ``j <= i`` and ``N_real`` is the
     number of real keys ``j <= i``. The direct form masks the later keys; the efficient form is computed
     in blocks by ``lra.attention.causal.causal_sum`` (time O(N d^3 + N C d^2), memory O(N d^2 + (N/C) d^3)
-    for blocks of C tokens). The fused Triton kernel has no causal mode: with ``causal`` the efficient form
-    runs in PyTorch (``impl=auto``), and ``impl=triton`` is refused. Recurrent form: the state is
+    for blocks of C tokens). The fused Triton kernels have no causal mode: with ``causal`` both forms
+    run in PyTorch (``impl=auto``), and ``impl=triton`` is refused. Recurrent form: the state is
     ``sum_j (k~_j (x) k~_j, k~_j, 1) [1 | v_j]^T``, (d^2 + d + 1, d + 1), and the count of tokens seen.
     """
 
     complexity = "O(N min(N, d^2) d)"
-    gpu_paths = {"triton": {"mode": "efficient", "impl": "triton"}}
+    gpu_paths = {"triton": {"mode": "efficient", "impl": "triton"},
+                 "triton-direct": {"mode": "direct", "impl": "triton"}}
     bench_forms = {"triton": {"mode": "efficient", "impl": "triton"},
+                   "triton-direct": {"mode": "direct", "impl": "triton"},
                    "efficient": {"mode": "efficient", "impl": "torch"}, "direct": {"mode": "direct"}}
     permutation_equivariant = True
     supports_causal = True
@@ -157,25 +168,30 @@ class TaylorShiftAttention(AttentionBackend):
 
     def form_for(self, length: int, fused: bool = False) -> str:
         """The form (``direct`` or ``efficient``) that runs for ``length`` tokens; ``fused``: whether the
-        efficient form would run through the fused kernel."""
+        forms would run as the fused kernels."""
         if self.mode != "auto":
             return self.mode
         crossover = self.crossover
         if crossover is None:
-            crossover = FUSED_CROSSOVER if fused else crossover_flops(self.head_dim)
+            crossover = fused_crossover(self.head_dim) if fused else crossover_flops(self.head_dim)
         return "efficient" if length > crossover else "direct"
 
     def forward(self, q, k, v, key_padding_mask=None):
+        fused = not self.causal and self._use_kernel(q)
+        form = self.form_for(q.shape[-2], fused)
+        if fused and form == "direct":
+            return _kernels().fused_direct_taylorshift(
+                q, k, v, self.temperature, key_padding_mask, self.a, self.b, self.c,
+                dropout=self.dropout if self.training else 0.0, output_normalized=self.output_normalized)
         # Under autocast the norm runs in float32 and promotes; back to the input dtype, or the (N, d^2)
         # features of the efficient form would double in size.
         q_hat = F.normalize(q, dim=-1).to(q.dtype) * self.temperature.to(q.dtype)
         k_hat = F.normalize(k, dim=-1).to(k.dtype)
         real_keys = self._real_key_count(k, key_padding_mask)
-        fused = not self.causal and self._use_kernel(q)
-        if self.form_for(q.shape[-2], fused) == "direct":
+        if form == "direct":
             out = self._direct(q_hat, k_hat, v, key_padding_mask)
         elif fused:
-            out = _fused_kernel()(q_hat, k_hat, v, key_padding_mask, self.a, self.b, self.c)
+            out = _kernels().fused_taylorshift(q_hat, k_hat, v, key_padding_mask, self.a, self.b, self.c)
         else:
             out = self._efficient(q_hat, k_hat, v, key_padding_mask, real_keys)
         if self.output_normalized:
@@ -198,12 +214,12 @@ class TaylorShiftAttention(AttentionBackend):
     def _use_kernel(self, q: torch.Tensor) -> bool:
         if self.impl == "torch":
             return False
-        kernel = _fused_kernel()
-        usable = q.is_cuda and not isinstance(kernel, ImportError)
+        kernels = _kernels()
+        usable = q.is_cuda and q.dtype in KERNEL_DTYPES and not isinstance(kernels, ImportError)
         if self.impl == "triton" and not usable:
-            reason = f"the kernel does not import ({kernel})" if isinstance(kernel, ImportError) else (
-                f"the tensors are on {q.device}, not CUDA"
-            )
+            reason = (f"the kernels do not import ({kernels})" if isinstance(kernels, ImportError) else
+                      f"the tensors are on {q.device}, not CUDA" if not q.is_cuda else
+                      f"the tensors are {q.dtype}, not float16, bfloat16 or float32")
             raise RuntimeError(f"taylorshift impl=triton cannot run: {reason}; use impl=auto or impl=torch")
         return usable
 

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
+from lra.attention.kernels import runtime
 from lra.attention.kernels import taylorshift as ts
 from lra.bench.run import device_slug
 from lra.results.environment import environment
@@ -339,7 +340,7 @@ def run_overhead() -> dict:
     q, k, v = inputs(1, 1, 64, 32, torch.bfloat16)
     dout = torch.randn_like(v)
     for name, fn, fast in (("fused", fused(), True), ("fused_slow_launch", fused(), False), ("sdpa", sdpa, True)):
-        ts.FAST_LAUNCH = fast
+        runtime.FAST_LAUNCH = fast
         for mode in ("fwd", "fwd_bwd"):
             def forward(fn=fn) -> None:
                 with torch.no_grad():
@@ -353,7 +354,7 @@ def run_overhead() -> dict:
                 step()
             torch.cuda.synchronize()
             result[f"{name}_{mode}_us"] = (time.perf_counter() - start) / 200 * 1e6
-    ts.FAST_LAUNCH = True
+    runtime.FAST_LAUNCH = True
     log("overhead", result)
     return result
 

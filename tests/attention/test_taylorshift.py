@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import lra.attention
-from lra.attention.taylorshift import FUSED_CROSSOVER, crossover_flops
+from lra.attention.taylorshift import FUSED_CROSSOVER, crossover_flops, fused_crossover
 from tests.attention.cases import qkv, suffix_padding
 
 
@@ -88,12 +88,14 @@ def test_auto_switches_at_the_papers_crossover(head_dim):
     assert backend.form_for(n0 + 1) == "efficient"
 
 
-def test_auto_with_the_fused_kernel_switches_at_the_measured_crossover():
-    backend = lra.attention.create("taylorshift", num_heads=1, head_dim=64)
-    assert backend.form_for(FUSED_CROSSOVER, fused=True) == "direct"
-    assert backend.form_for(FUSED_CROSSOVER + 1, fused=True) == "efficient"
-    assert backend.form_for(FUSED_CROSSOVER + 1, fused=False) == "direct"  # 64^2 + 64 + 1 = 4161 for PyTorch
-    explicit = lra.attention.create("taylorshift", num_heads=1, head_dim=64, crossover=100)
+@pytest.mark.parametrize(("head_dim", "measured_at"), [(16, 32), (32, 32), (48, 64), (64, 64), (128, 64)])
+def test_auto_with_the_fused_kernels_switches_at_the_crossover_measured_nearest_above(head_dim, measured_at):
+    crossover = FUSED_CROSSOVER[measured_at]
+    assert fused_crossover(head_dim) == crossover
+    backend = lra.attention.create("taylorshift", num_heads=1, head_dim=head_dim)
+    assert backend.form_for(crossover, fused=True) == "direct"
+    assert backend.form_for(crossover + 1, fused=True) == "efficient"
+    explicit = lra.attention.create("taylorshift", num_heads=1, head_dim=head_dim, crossover=100)
     assert explicit.form_for(101, fused=True) == explicit.form_for(101, fused=False) == "efficient"
 
 

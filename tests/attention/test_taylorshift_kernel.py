@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lra.attention.kernels import runtime
 from lra.attention.kernels import taylorshift as ts  # imported before triton: it picks the interpreter
 
 if not ts.TRITON_AVAILABLE:
@@ -20,7 +21,7 @@ if not ts.TRITON_AVAILABLE:
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 interpreter = pytest.mark.skipif(
-    torch.cuda.is_available() or not ts._interpreter_ready(),
+    torch.cuda.is_available() or not runtime.interpreter_ready(),
     reason="CPU runs need Triton's interpreter, chosen before triton is first imported (TRITON_INTERPRET=1)",
 )
 

@@ -33,25 +33,11 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 
-if not torch.cuda.is_available():
-    # Without CUDA, Triton runs kernels only in its interpreter (on CPU tensors: the tests), and that
-    # must be chosen before triton is first imported; an explicit TRITON_INTERPRET=0 is respected.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # the CPU-only install has no Triton; callers check TRITON_AVAILABLE
-    triton = None
-    tl = None
-
-TRITON_AVAILABLE = triton is not None
-_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+from lra.attention.kernels.runtime import SUPPORTED_DTYPES, TRITON_AVAILABLE, interpreter_ready, launch, tl, triton
 
 
 @dataclass(frozen=True)
@@ -114,33 +100,7 @@ def default_config(d: int) -> KernelConfig:
     )
 
 
-def _interpreter_ready() -> bool:
-    """Whether Triton's own library runs interpreted, as kernels on CPU tensors need."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    return isinstance(tl.zeros, InterpretedFunction)
-
-
-def _let_interpreter_index_with_numpy_2_4() -> None:
-    # Triton 3.6's interpreter turns loop bounds into ints with int() on one-element arrays, which
-    # NumPy >= 2.4 refuses; take the element instead. Interpreter only: compiled kernels never see this.
-    from triton.runtime import interpreter
-
-    original = interpreter._patch_lang_tensor
-    if getattr(original, "takes_one_element_arrays", False):
-        return
-
-    def patch_lang_tensor(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-    patch_lang_tensor.takes_one_element_arrays = True
-    interpreter._patch_lang_tensor = patch_lang_tensor
-
-
 if TRITON_AVAILABLE:
-    if _interpreter_ready():
-        _let_interpreter_index_with_numpy_2_4()
 
     @triton.jit
     def _load_factors(x_rows, row_ok, m0, n0, BM: tl.constexpr, BN2: tl.constexpr):
@@ -417,33 +377,6 @@ def _rows_per_summary_program(n: int, bh: int, programs: int, config: KernelConf
     return math.ceil(math.ceil(n / splits) / step) * step
 
 
-_compiled: dict[tuple, object] = {}
-FAST_LAUNCH = True  # switch for measuring what the direct launch saves
-
-
-def _launch(kernel, grid: tuple[int, ...], args: tuple, constants: dict, warps: int, stages: int) -> None:
-    """Launch ``kernel`` through its compiled handle once one exists for these compile-time constants,
-    dtypes and pointer alignments. Triton's own launch re-derives the specialisation of every argument
-    on every call, which at N = 1-2k costs more host time than the kernels take on the GPU."""
-    tensors = [x for x in args if isinstance(x, torch.Tensor)]
-    if not FAST_LAUNCH or tensors[0].device.type != "cuda":
-        kernel[grid](*args, **constants, num_warps=warps, num_stages=stages)
-        return
-    key = (kernel, *constants.items(), warps, stages, tensors[0].device,
-           *((x.dtype, x.data_ptr() % 16 == 0) for x in tensors))
-    compiled = _compiled.get(key)
-    if compiled is None:
-        _compiled[key] = kernel[grid](*args, **constants, num_warps=warps, num_stages=stages)
-        return
-    named = {**dict(zip(kernel.arg_names, args, strict=False)), **constants}  # run-time arguments come first
-    values = tuple(named[name] for name in kernel.arg_names)
-    stream = torch.cuda.current_stream(tensors[0].device).cuda_stream
-    hooks = triton.knobs.runtime
-    compiled.run(*grid, *(1,) * (3 - len(grid)), stream, compiled.function, compiled.packed_metadata,
-                 compiled.launch_metadata(grid, stream, *values), hooks.launch_enter_hook, hooks.launch_exit_hook,
-                 *values)
-
-
 def _summary(
     x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, mask: torch.Tensor | None, heads: int,
     sigma: float, config: KernelConfig,
@@ -465,7 +398,7 @@ def _summary(
         ATOMIC=atomic, STEPS=config.summary_steps, PREC=_float32_precision(x.dtype),
     )
     args = (x, y, t if t is not None else x, mask if mask is not None else x, pairs, s2, low, n, heads, rows, sigma)
-    _launch(_summary_kernel, (len(pairs) + 1, bh, splits), args, constants, config.summary_warps, config.stages)
+    launch(_summary_kernel, (len(pairs) + 1, bh, splits), args, constants, config.summary_warps, config.stages)
     return s2.to(s2_dtype), low
 
 
@@ -480,7 +413,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         den = torch.empty((bh, n), device=q.device, dtype=torch.float32)
         constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
                          PREC=_float32_precision(q.dtype))
-        _launch(_forward_kernel, (triton.cdiv(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
+        launch(_forward_kernel, (triton.cdiv(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
                 config.warps, config.stages)
         ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
         ctx.constants = (heads, a, b, c, sigma, config)
@@ -499,7 +432,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         g_t = torch.empty((bh, n), device=q.device, dtype=torch.float32)
         dq = torch.empty_like(q)
         constants = dict(D=d, E=e, BLOCK_N=config.rows, GB=config.query_grad_block, PREC=prec)
-        _launch(_backward_query_kernel, grid, (q, dout, out, den, s2, low, g, g_t, dq, n, a, b), constants,
+        launch(_backward_query_kernel, grid, (q, dout, out, den, s2, low, g, g_t, dq, n, a, b), constants,
                 config.warps, config.stages)
         ds2, dlow = _summary(q, g, g_t, None, heads, sigma, config)
         dk = torch.empty_like(k)
@@ -507,7 +440,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
                          GB=config.key_grad_block, HAS_MASK=mask is not None, PREC=prec)
         args = (k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c)
-        _launch(_backward_key_kernel, grid, args, constants, config.warps, config.stages)
+        launch(_backward_key_kernel, grid, args, constants, config.warps, config.stages)
         return dq, dk, dv, None, None, None, None, None, None
 
 
@@ -558,7 +491,7 @@ def fused_taylorshift(
     width, width_v = _padded_width(d), _padded_width(d_v)
     config = config or default_config(width)
     config.check(width, width_v)
-    if q_hat.device.type != "cuda" and not _interpreter_ready():
+    if q_hat.device.type != "cuda" and not interpreter_ready():
         raise RuntimeError(
             "fused_taylorshift runs on CUDA tensors; on CPU tensors only in Triton's interpreter, which must be "
             "chosen before triton is first imported: set TRITON_INTERPRET=1 in the environment"
@@ -579,7 +512,7 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
             "fused_taylorshift expects q_hat and k_hat of one shape (B, H, N, d) and v of shape (B, H, N, d_v); "
             f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
-    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in _SUPPORTED_DTYPES:
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in SUPPORTED_DTYPES:
         raise ValueError(
             f"fused_taylorshift needs q_hat, k_hat and v of one dtype among float16, bfloat16, float32; "
             f"got {q.dtype}, {k.dtype}, {v.dtype}"

@@ -1,0 +1,179 @@
+"""The fused direct TaylorShift kernel against a float64 PyTorch form of the whole function it computes.
+
+The kernel takes raw q, k, v (it normalises them and applies the temperature and the output scaling itself), so
+the reference does all of that too, and the gradients compared include the temperature's. Without CUDA the
+kernels run in Triton's interpreter on CPU tensors: tiny sizes, float32, 16-wide tiles so that several tiles,
+partial last tiles and a head dimension narrower than its tile all occur. q, k, v are views of one packed
+projection, as the model passes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lra.attention.kernels import runtime  # imported before triton: it picks the interpreter
+from lra.attention.kernels import taylorshift_direct as td
+
+if not runtime.TRITON_AVAILABLE:
+    pytest.skip("needs triton", allow_module_level=True)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+interpreter = pytest.mark.skipif(
+    torch.cuda.is_available() or not runtime.interpreter_ready(),
+    reason="CPU runs need Triton's interpreter, chosen before triton is first imported (TRITON_INTERPRET=1)",
+)
+TINY = td.DirectConfig(forward_queries=16, forward_keys=16, query_grad_queries=16, query_grad_keys=16,
+                       key_grad_keys=16, key_grad_queries=16)
+
+
+def reference(q, k, v, tau, mask, a=0.5, b=1.0, c=1.0, normalized=True):
+    """sqrt(N_real / d) sum_j w_ij v_j / sum_j w_ij, w = a s^2 + b s + c, s = tau_h cos(q_i, k_j), real keys only."""
+    s = (F.normalize(q, dim=-1) * tau.view(1, -1, 1, 1)) @ F.normalize(k, dim=-1).transpose(-1, -2)
+    w = a * s * s + b * s + c
+    real = torch.full((q.shape[0], 1, 1, 1), float(q.shape[2]), dtype=q.dtype, device=q.device)
+    if mask is not None:
+        w = w.masked_fill(mask[:, None, None, :], 0.0)
+        real = (~mask).sum(-1).to(q.dtype).view(-1, 1, 1, 1)
+    out = (w / w.sum(-1, keepdim=True)) @ v
+    return out * (real / q.shape[-1]).sqrt() if normalized else out
+
+
+def packed_inputs(batch, heads, n, d, dtype, device, seed=0):
+    """q, k, v as the model makes them: (B, H, N, d) views of one (B, N, 3, H, d) projection."""
+    gen = torch.Generator().manual_seed(seed)
+    packed = torch.randn(batch, n, 3, heads, d, generator=gen).to(device=device, dtype=dtype)
+    tau = torch.linspace(0.5, 2.5, heads).to(device)
+    return [*packed.permute(2, 0, 3, 1, 4).unbind(0), tau]
+
+
+def suffix_mask(batch, n, device):
+    mask = torch.zeros(batch, n, dtype=torch.bool, device=device)
+    mask[-1, n - n // 3:] = True
+    return mask
+
+
+def errors(q, k, v, tau, mask, dout, config=None, **options) -> dict[str, float]:
+    """Relative errors of the output and of the q, k, v and temperature gradients; padded keys get none."""
+    inputs = [t.detach().clone().requires_grad_() for t in (q, k, v, tau)]
+    out = td.fused_direct_taylorshift(*inputs[:4], mask, config=config, **options)
+    out.backward(dout)
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v, tau)]
+    coefficients = {name: options[name] for name in ("a", "b", "c") if name in options}
+    expected = reference(*exact, mask, normalized=options.get("output_normalized", True), **coefficients)
+    expected.backward(dout.double())
+    assert out.dtype == v.dtype and out.shape == v.shape
+    result = {"out": (out.double() - expected).norm().item() / expected.norm().item()}
+    for name, x, r in zip(("dq", "dk", "dv", "dtau"), inputs, exact, strict=True):
+        assert torch.isfinite(x.grad).all(), name
+        result[name] = (x.grad.double() - r.grad).norm().item() / r.grad.norm().item()
+    if mask is not None:
+        for grad in (inputs[1].grad, inputs[2].grad):
+            assert grad[mask[:, None, :, None].expand_as(grad)].abs().max() == 0
+    return result
+
+
+@interpreter
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_matches_the_float64_function_with_all_gradients_under_interpreter(padded):
+    q, k, v, tau = packed_inputs(2, 3, 40, 8, torch.float32, "cpu")
+    mask = suffix_mask(2, 40, "cpu") if padded else None
+    worst = max(errors(q, k, v, tau, mask, torch.randn(2, 3, 40, 8), config=TINY).values())
+    assert worst < 1e-5
+
+
+@interpreter
+def test_other_coefficients_no_output_scaling_and_a_wider_value_head_under_interpreter():
+    q, k, _, tau = packed_inputs(1, 2, 33, 16, torch.float32, "cpu", seed=1)
+    v = torch.randn(1, 2, 33, 20)
+    result = errors(q, k, v, tau, suffix_mask(1, 33, "cpu"), torch.randn(1, 2, 33, 20), config=TINY,
+                    a=1.0, b=0.5, c=2.0, output_normalized=False)
+    assert max(result.values()) < 1e-5
+
+
+@interpreter
+def test_dropout_gradients_are_those_of_the_function_it_draws_under_interpreter():
+    """With the generator seeded the masks repeat, so the kernel computes a fixed function: its gradient must
+    match central differences in every input."""
+    q, k, v, tau = packed_inputs(2, 2, 40, 8, torch.float32, "cpu", seed=2)
+    mask = suffix_mask(2, 40, "cpu")
+    weights = torch.randn(2, 2, 40, 8)
+
+    def loss(*inputs):
+        torch.manual_seed(123)
+        return (td.fused_direct_taylorshift(*inputs, mask, dropout=0.3, config=TINY) * weights).sum()
+
+    inputs = [t.detach().clone().requires_grad_() for t in (q, k, v, tau)]
+    loss(*inputs).backward()
+    step = 1e-2
+    for index, x in enumerate(inputs):
+        direction = torch.randn_like(x)
+        shifted = [[t.detach().clone() for t in inputs] for _ in range(2)]
+        shifted[0][index] += step * direction
+        shifted[1][index] -= step * direction
+        numeric = (loss(*shifted[0]) - loss(*shifted[1])) / (2 * step)
+        analytic = (x.grad * direction).sum()
+        assert abs(numeric - analytic) <= 2e-3 * abs(analytic) + 1e-3, index
+
+
+@interpreter
+def test_dropout_drops_afresh_each_call_and_keeps_the_expectation_under_interpreter():
+    q, k, v, tau = packed_inputs(1, 2, 32, 8, torch.float32, "cpu", seed=3)
+    with torch.no_grad():
+        kept = td.fused_direct_taylorshift(q, k, v, tau, config=TINY)
+        dropped = torch.stack([td.fused_direct_taylorshift(q, k, v, tau, dropout=0.3, config=TINY)
+                               for _ in range(16)])
+    spread = (dropped[0] - kept).norm() / kept.norm()
+    assert not torch.equal(dropped[0], dropped[1])
+    assert (dropped.mean(0) - kept).norm() / kept.norm() < 0.5 * spread  # about spread / 4 for 16 draws
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"v": torch.randn(1, 2, 9, 4)}, "expects q and k of one shape"),
+     ({"q": torch.randn(1, 2, 8, 4, dtype=torch.float64)}, "one dtype among"),
+     ({"tau": torch.ones(3)}, "one value per head"),
+     ({"mask": torch.zeros(1, 7, dtype=torch.bool)}, "key_padding_mask must be"),
+     ({"dropout": 1.0}, "dropout must be in")],
+)
+def test_bad_inputs_get_a_clear_error(change, message):
+    arguments = {"q": torch.randn(1, 2, 8, 4), "k": torch.randn(1, 2, 8, 4), "v": torch.randn(1, 2, 8, 4),
+                 "tau": torch.ones(2), "mask": None, "dropout": 0.0} | change
+    with pytest.raises(ValueError, match=message):
+        td.fused_direct_taylorshift(arguments["q"], arguments["k"], arguments["v"], arguments["tau"],
+                                    arguments["mask"], dropout=arguments["dropout"])
+
+
+def test_bad_tiling_gets_a_clear_error():
+    with pytest.raises(ValueError, match="power of two of at least 16"):
+        dataclasses.replace(td.direct_config(32), key_grad_queries=24).check()
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("d", [16, 32, 64])
+@pytest.mark.parametrize(("dtype", "limit"), [(torch.bfloat16, 2e-2), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("n", [1000, 1500, 4133])
+def test_matches_the_float64_function_on_gpu(d, dtype, limit, n):
+    q, k, v, tau = packed_inputs(2, 3, n, d, dtype, "cuda")
+    result = errors(q, k, v, tau, suffix_mask(2, n, "cuda"), torch.randn(2, 3, n, d, device="cuda", dtype=dtype))
+    assert max(result.values()) < limit, result
+
+
+@gpu
+@pytest.mark.gpu
+def test_dropout_on_gpu_is_reproducible_under_the_seed_and_keeps_the_expectation():
+    q, k, v, tau = packed_inputs(4, 4, 1024, 32, torch.bfloat16, "cuda")
+    with torch.no_grad():
+        kept = td.fused_direct_taylorshift(q, k, v, tau).float()
+        torch.manual_seed(5)
+        first = td.fused_direct_taylorshift(q, k, v, tau, dropout=0.1).float()
+        torch.manual_seed(5)
+        again = td.fused_direct_taylorshift(q, k, v, tau, dropout=0.1).float()
+        mean = torch.stack([td.fused_direct_taylorshift(q, k, v, tau, dropout=0.1).float() for _ in range(16)]).mean(0)
+    assert torch.equal(first, again)
+    spread = (first - kept).norm() / kept.norm()
+    assert spread > 0 and (mean - kept).norm() / kept.norm() < 0.5 * spread
