@@ -19,8 +19,8 @@ from lra.attention.registry import register
 MODES = ("auto", "direct", "efficient")
 # Where both forms run as fused Triton kernels, auto runs the direct one up to this many tokens (by head dimension,
 # the nearest at or above): the measured crossover of the two on an H200, forward+backward, bf16, B=32, H=4
-# (results/bench/nvidia-h200/core_fwd_bwd.md).
-FUSED_CROSSOVER = {32: 3072, 64: 6144}
+# (results/bench/nvidia-h200/taylorshift_core_fwd_bwd.md, commit 2064b50).
+FUSED_CROSSOVER = {32: 3062, 64: 6853}
 IMPLS = ("auto", "torch", "triton")
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 

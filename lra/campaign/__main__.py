@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lra.campaign.grid import PlannedRun, expand, parse_duration
-from lra.campaign.plan import Records, RunState, render, state_of, summary
+from lra.campaign.plan import Rate, Records, RunState, render, seconds_left, state_of, summary
 from lra.campaign.runner import Outcome, Runner, Timing, prepare_data_once, start_order, visible_devices
 from lra.campaign.slurm import multirun_commands, shell
 from lra.train.cli import run_or_explain
@@ -53,11 +53,12 @@ def campaign(cfg: DictConfig, name: str) -> int:
     print(f"\nbudget {cfg.budget}: runs stop {cfg.stop_margin} before its end; "
           f"{len(devices)} {'GPU(s)' if devices[0] is not None else 'CPU'} x {cfg.runs_per_gpu} runs\n", flush=True)
     runner = Runner(devices, int(cfg.runs_per_gpu), timing, log_dir, bool(cfg.test_partial),
-                    on_exit=_reporter(paths.results_dir))
+                    on_exit=_reporter(paths.results_dir), needs=_needs(cfg, runs, rates))
     outcomes = runner.advance(prepare_data_once(queue))
     waiting = [outcome.run.label for outcome in outcomes if outcome.returncode is None]
+    reason = ", or not enough to finish" if cfg.finishing_only else ""
     if waiting:
-        print(f"\nnot started in this call (no time left for them): {len(waiting)} runs", flush=True)
+        print(f"\nnot started in this call (no time left for them{reason}): {len(waiting)} runs", flush=True)
     failed = [o for o in outcomes if o.returncode not in (0, None) and not o.stopped]
     status = _tables(cfg, paths.results_dir)
     after = Records(Path(paths.results_dir) / "runs")
@@ -66,6 +67,17 @@ def campaign(cfg: DictConfig, name: str) -> int:
     if failed:
         print(f"{len(failed)} run(s) failed: " + "; ".join(f"{o.run.label} (log {o.log_path})" for o in failed))
     return 1 if failed else status
+
+
+def _needs(cfg: DictConfig, runs: list[PlannedRun],
+           rates: list[Rate]) -> Callable[[PlannedRun, RunState], float] | None:
+    """With ``finishing_only``: a run's estimated seconds to its end, training at the measured rate plus
+    ``run_overhead``."""
+    if not cfg.finishing_only:
+        return None
+    overhead = parse_duration(cfg.run_overhead, "run_overhead")
+    rate_of = {run.slug: rate for run, rate in zip(runs, rates, strict=True)}
+    return lambda run, state: seconds_left(run, state, rate_of[run.slug]) + overhead
 
 
 def _reporter(results_dir: str) -> Callable[[Outcome], None]:

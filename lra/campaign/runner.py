@@ -9,7 +9,8 @@ build the same cache); a run whose data is missing is reported and left out. Run
 step, validates, writes ``last.ckpt`` and its record, and exits. One still alive when the budget's end comes is
 ended with SIGTERM, then SIGKILL (its process group: wandb's service with it); it resumes from its last
 validation. A run tests its checkpoints when it reaches its last step (``test_after_fit=finished``), a stopped
-one only with ``test_partial``.
+one only with ``test_partial``. With ``needs`` (``finishing_only``), a run starts only if its estimated time
+fits before the stop: where a stopped run's checkpoint cannot reach the next call, starting it wastes the time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lra.campaign.grid import PlannedRun
-from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, RunState
+from lra.campaign.plan import DONE, NEW, PARTIAL, UNTESTED, RunState, format_duration
 from lra.train.cli import user_errors
 from lra.train.config import ConfigError
 from lra.train.run import prepare_data
@@ -124,12 +125,13 @@ class Runner:
 
     def __init__(self, devices: list[str | None], runs_per_gpu: int, timing: Timing, log_dir: Path,
                  test_partial: bool, on_exit: Callable[[Outcome], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 needs: Callable[[PlannedRun, RunState], float] | None = None):
         if runs_per_gpu < 1:
             raise ConfigError(f"runs_per_gpu={runs_per_gpu}: at least 1 run per GPU")
         self.devices, self.runs_per_gpu, self.timing = devices, runs_per_gpu, timing
         self.log_dir, self.test_partial, self.on_exit = log_dir, test_partial, on_exit
-        self.clock = clock
+        self.clock, self.needs = clock, needs
         self.children: list[Child] = []
         self.outcomes: list[Outcome] = []
 
@@ -147,7 +149,9 @@ class Runner:
         while queue or self.children:
             now = self.clock()
             while queue and now < self.timing.last_start and (free := self._free_devices()):
-                self._start(*queue.pop(0), free[0])
+                queue = self._finishing(queue, now)
+                if queue:
+                    self._start(*queue.pop(0), free[0])
             if queue and now >= self.timing.last_start:
                 self.outcomes += [Outcome(run, None) for run, _ in queue]
                 queue = []
@@ -156,6 +160,22 @@ class Runner:
             if self.children:
                 time.sleep(POLL_S)
         return self.outcomes
+
+    def _finishing(self, queue: list[tuple[PlannedRun, RunState]], now: float) -> list[tuple[PlannedRun, RunState]]:
+        """The queue without the runs that ``needs`` says would not finish before the stop (reported, not started:
+        later they would have even less time)."""
+        if self.needs is None:
+            return queue
+        left, kept = self.timing.stop - now, []
+        for run, state in queue:
+            need = self.needs(run, state)
+            if need <= left:
+                kept.append((run, state))
+                continue
+            self.outcomes.append(Outcome(run, None))
+            print(f"skip   {run.label}: needs about {format_duration(need)}, {format_duration(left)} left before the "
+                  "stop", flush=True)
+        return kept
 
     def _free_devices(self) -> list[str | None]:
         """Devices with a free slot, the least loaded first (the first of equals): round-robin placement."""

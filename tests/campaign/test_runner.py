@@ -163,3 +163,22 @@ def test_an_interrupted_campaign_stops_its_runs_before_it_exits(workdir: Path, c
         runner.advance([(run, RunState(NEW, 0))])
     (outcome,) = ended
     assert outcome.stopped and outcome.returncode == -15  # asked to stop, then ended at the new end, 1 s later
+
+
+def test_finishing_only_skips_the_runs_that_would_not_finish_before_the_stop(workdir: Path, campaign_dir: Path,
+                                                                             capsys) -> None:
+    long, short = plan_runs(campaign_dir, ["seeds=[0,1]"])
+    needs = {long.slug: 100.0, short.slug: 1.0}
+    runner = Sleeper([None], 1, Timing(time.monotonic(), 3.0, 1.0, 0.0, 0.0), workdir / "logs", False,
+                     lambda outcome: None, needs=lambda run, state: needs[run.slug])
+    outcomes = {o.run.slug: o for o in runner.advance([(long, RunState(NEW, 0)), (short, RunState(NEW, 0))])}
+    assert outcomes[long.slug].returncode is None and outcomes[short.slug].returncode is not None
+    assert f"skip   {long.label}: needs about 1m40s" in capsys.readouterr().out
+
+
+def test_the_campaign_command_skips_runs_whose_estimate_does_not_fit(workdir: Path, campaign_dir: Path) -> None:
+    result = _campaign(workdir, campaign_dir, "budget=5m", "finishing_only=true", "run_overhead=10h")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skip   " in result.stdout and "needs about 10h" in result.stdout
+    assert "not started in this call (no time left for them, or not enough to finish): 1 runs" in result.stdout
+    assert not list((workdir / "results" / "runs").glob("*.json"))
