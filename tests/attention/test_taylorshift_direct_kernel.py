@@ -177,3 +177,41 @@ def test_dropout_on_gpu_is_reproducible_under_the_seed_and_keeps_the_expectation
     assert torch.equal(first, again)
     spread = (first - kept).norm() / kept.norm()
     assert spread > 0 and (mean - kept).norm() / kept.norm() < 0.5 * spread
+
+
+@interpreter
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "training"])
+def test_the_backend_passes_its_temperature_mask_scaling_and_dropout_to_the_kernel_under_interpreter(
+        monkeypatch, training):
+    """mode=direct with the kernel (CUDA only, so forced here onto the interpreter) against the PyTorch direct
+    form: outputs and all gradients, the per-head temperature's included; dropout only while training."""
+    import lra.attention
+    import lra.attention.kernels
+
+    backends = {impl: lra.attention.create("taylorshift", num_heads=3, head_dim=8, mode="direct", impl=impl,
+                                           dropout=0.3 if training else 0.0) for impl in ("triton", "torch")}
+    for backend in backends.values():
+        with torch.no_grad():
+            backend.temperature.copy_(torch.tensor([0.5, 1.5, 3.0]).view(1, 3, 1, 1))
+        backend.train(training)
+    monkeypatch.setattr(type(backends["triton"]), "_use_kernel", lambda self, q: self.impl == "triton")
+    calls = []
+    kernel = lra.attention.kernels.fused_direct_taylorshift
+    monkeypatch.setattr(lra.attention.kernels, "fused_direct_taylorshift",
+                        lambda *args, **kwargs: calls.append(kwargs["dropout"]) or kernel(*args, **kwargs))
+
+    q, k, v, _ = packed_inputs(2, 3, 40, 8, torch.float32, "cpu", seed=4)
+    mask = suffix_mask(2, 40, "cpu")
+    results = {}
+    for impl, backend in backends.items():
+        inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(0)
+        out = backend(*inputs, key_padding_mask=mask)
+        out.masked_fill(mask[:, None, :, None], 0.0).sum().backward()
+        results[impl] = [out, *(x.grad for x in inputs), backend.temperature.grad]
+    if training:  # different random masks: only the shapes and that dropout ran can be compared
+        assert calls == [0.3] and results["triton"][0].shape == results["torch"][0].shape
+        return
+    assert calls == [0.0]
+    for fused, reference in zip(results["triton"], results["torch"], strict=True):
+        assert (fused - reference).norm() / reference.norm() < 1e-5
