@@ -30,7 +30,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hydra
@@ -63,6 +63,7 @@ class LoopSettings:
     rounds: int = 3
     budget_s: float | None = None  # once spent, no further runner starts; the files are still written
     seed: int = 0
+    profile_steps: int = 0  # lean and bare: this many steps after the timed ones under torch.profiler (round 0)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class LoopResult:
     heads: int
     head_dim: int
     note: str = ""
+    profile: str = ""  # torch.profiler's table of the profiled steps, where they ran
 
 
 @dataclass
@@ -130,8 +132,9 @@ def run_loops(settings: LoopSettings, device: torch.device,
                     if time.monotonic() > deadline:
                         log(f"loop: bench.loop.budget_s spent, {entry} / {label} round {round_index} not run")
                         continue
+                    profiled = replace(settings, profile_steps=settings.profile_steps if round_index == 0 else 0)
                     try:
-                        result = RUNNERS[runner](preset, runner_overrides, settings, device)
+                        result = RUNNERS[runner](preset, runner_overrides, profiled, device)
                     except Exception:  # one runner's failure (a preset it does not fit) must not lose the others
                         log(f"loop {entry} / {label} round {round_index} failed:\n{traceback.format_exc()}")
                         continue
@@ -192,8 +195,9 @@ def _model(cfg: DictConfig, spec: TaskSpec, device: torch.device, seed: int) -> 
 
 
 def _timed_steps(step: Callable[[dict | None], None], batches: Iterator[dict | None], settings: LoopSettings,
-                 device: torch.device) -> float:
-    """Seconds per step over ``settings.steps`` steps after ``settings.warmup_steps``."""
+                 device: torch.device) -> tuple[float, str]:
+    """Seconds per step over ``settings.steps`` steps after ``settings.warmup_steps``, and the profile of
+    ``settings.profile_steps`` more (untimed: the profiler's own cost stays out of the speed)."""
     for _ in range(settings.warmup_steps):
         step(next(batches))
     _synchronize(device)
@@ -201,7 +205,22 @@ def _timed_steps(step: Callable[[dict | None], None], batches: Iterator[dict | N
     for _ in range(settings.steps):
         step(next(batches))
     _synchronize(device)
-    return (time.perf_counter() - start) / settings.steps
+    seconds = (time.perf_counter() - start) / settings.steps
+    return seconds, _profiled(step, batches, settings.profile_steps, device) if settings.profile_steps else ""
+
+
+def _profiled(step: Callable[[dict | None], None], batches: Iterator[dict | None], steps: int,
+              device: torch.device) -> str:
+    """torch.profiler's operators of ``steps`` steps, by their own device time (CPU time on the CPU)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step(next(batches))
+        _synchronize(device)
+    order = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return f"{steps} steps\n" + profiler.key_averages().table(sort_by=order, row_limit=40)
 
 
 def _forever(datamodule: LRADataModule) -> Iterator[dict]:
@@ -236,8 +255,8 @@ def run_bare(preset: Preset, overrides: list[str], settings: LoopSettings, devic
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds = _timed_steps(step, _forever(datamodule), settings, device)
-    return _result(preset, cfg, seconds, _peak(device), _count(model))
+    seconds, profile = _timed_steps(step, _forever(datamodule), settings, device)
+    return replace(_result(preset, cfg, seconds, _peak(device), _count(model)), profile=profile)
 
 
 class _MinimalModule(L.LightningModule):
@@ -379,10 +398,10 @@ def run_lean(preset: Preset, overrides: list[str], settings: LoopSettings, devic
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds = _timed_steps(step, iter(lambda: None, 1), settings, device)
+    seconds, profile = _timed_steps(step, iter(lambda: None, 1), settings, device)
     params = _count(model)
     note = "" if params == harness_params else f"parameters differ from the harness's {harness_params}"
-    return _result(preset, cfg, seconds, _peak(device), params, note)
+    return replace(_result(preset, cfg, seconds, _peak(device), params, note), profile=profile)
 
 
 def _count(model: nn.Module) -> int:

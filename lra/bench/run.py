@@ -9,6 +9,7 @@ rewritten after each (d, dtype) group, so an interrupted run leaves the points i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import statistics
@@ -208,9 +209,21 @@ def loop_rows(config: BenchConfig, command: str) -> list[Row]:
                                note="; ".join(filter(None, [f"round {result.round}", f"params {result.params}",
                                                             result.note])))
         series = Series(label=result.runner, backend=result.attention)
+        if result.profile:
+            _write_profile(config, result)
         row = _row(point, series, measured, info, command)
         rows.append({**row, "options": f"preset={result.preset}", "timer": "wall_clock"})
     return rows
+
+
+def _write_profile(config: BenchConfig, result: loop.LoopResult) -> None:
+    """``<out_dir>/<name>_profile/<experiment>-<preset digest>__<runner>.txt``: the profiler's table, headed by the
+    whole preset and runner (a preset's overrides would make too long a file name)."""
+    digest = hashlib.sha1(result.preset.encode()).hexdigest()[:6]
+    stem = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{result.preset.split()[0]}-{digest}__{result.runner}")
+    path = config.out_dir / f"{config.name}_profile" / f"{stem}.txt"
+    write_text(path, f"preset: {result.preset}\nrunner: {result.runner}\n{result.profile}\n")
+    log.info("wrote profile: %s", path)
 
 
 def loop_medians(rows: list[Row]) -> dict[str, dict[str, float]]:

@@ -114,6 +114,20 @@ def test_loop_level_runs_every_runner_on_every_preset(tmp_path):
     assert paths["plot0"].name == "loop.png" and paths["plot0"].stat().st_size > 10_000
 
 
+def test_loop_level_profiles_the_lean_and_bare_loops_where_asked(tmp_path):
+    paths = run_bench(tmp_path, ["bench.level=loop", f"bench.loop.presets=['{TINY_LISTOPS}']",
+                                 "bench.loop.runners=[lean,bare,harness]", "bench.loop.warmup_steps=1",
+                                 "bench.loop.steps=2", "bench.loop.rounds=2", "bench.loop.profile_steps=2"])
+    profiles = sorted((paths["csv"].parent / "loop_profile").glob("*.txt"))
+    assert [p.name.rsplit("__", 1)[1] for p in profiles] == ["bare.txt", "lean.txt"]  # round 0 only; not harness
+    for profile in profiles:
+        text = profile.read_text()
+        assert text.startswith("preset: lra/listops") and "2 steps" in text
+        assert "Self CPU" in text and "aten::" in text
+    _, rows = read_rows(paths["csv"])
+    assert len(rows) == 6  # the profiled steps add no rows
+
+
 def test_unknown_backend_fails_before_measuring(tmp_path):
     with pytest.raises(ValueError, match="unknown attention backend 'flashy'; known backends: .*softmax"):
         run_bench(tmp_path, ["bench.attention=[softmax,flashy]"])
