@@ -77,12 +77,30 @@ def errors(q, k, v, tau, mask, dout, config=None, **options) -> dict[str, float]
 
 
 @interpreter
+@pytest.mark.parametrize("atomic", [False, True], ids=["two-pass", "atomic-dq"])
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
-def test_matches_the_float64_function_with_all_gradients_under_interpreter(padded):
+def test_matches_the_float64_function_with_all_gradients_under_interpreter(padded, atomic):
     q, k, v, tau = packed_inputs(2, 3, 40, 8, torch.float32, "cpu")
     mask = suffix_mask(2, 40, "cpu") if padded else None
-    worst = max(errors(q, k, v, tau, mask, torch.randn(2, 3, 40, 8), config=TINY).values())
+    config = dataclasses.replace(TINY, atomic_query_grad=atomic)
+    worst = max(errors(q, k, v, tau, mask, torch.randn(2, 3, 40, 8), config=config).values())
     assert worst < 1e-5
+
+
+@interpreter
+def test_deterministic_algorithms_keep_the_two_pass_backward_under_interpreter(monkeypatch):
+    launched = []
+    monkeypatch.setattr(td, "launch", lambda kernel, grid, args, constants, *rest: launched.append(constants)
+                        or runtime.launch(kernel, grid, args, constants, *rest))
+    q, k, v, tau = packed_inputs(1, 1, 20, 8, torch.float32, "cpu")
+    config = dataclasses.replace(TINY, atomic_query_grad=True)
+    for deterministic in (True, False):
+        launched.clear()
+        monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda d=deterministic: d)
+        x = q.clone().requires_grad_()
+        td.fused_direct_taylorshift(x, k, v, tau, config=config).sum().backward()
+        phases = [c["PHASE"] for c in launched if "PHASE" in c]
+        assert phases == ([0] if deterministic else [1, 2])
 
 
 @interpreter
@@ -160,6 +178,18 @@ def test_bad_tiling_gets_a_clear_error():
 def test_matches_the_float64_function_on_gpu(d, dtype, limit, n):
     q, k, v, tau = packed_inputs(2, 3, n, d, dtype, "cuda")
     result = errors(q, k, v, tau, suffix_mask(2, n, "cuda"), torch.randn(2, 3, n, d, device="cuda", dtype=dtype))
+    assert max(result.values()) < limit, result
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("d", [32, 64])
+@pytest.mark.parametrize(("dtype", "limit"), [(torch.bfloat16, 2e-2), (torch.float32, 1e-4)])
+def test_the_atomic_query_gradient_matches_the_float64_function_on_gpu(d, dtype, limit):
+    q, k, v, tau = packed_inputs(2, 3, 1500, d, dtype, "cuda")
+    config = dataclasses.replace(td.direct_config(d), atomic_query_grad=True)
+    result = errors(q, k, v, tau, suffix_mask(2, 1500, "cuda"), torch.randn(2, 3, 1500, d, device="cuda", dtype=dtype),
+                    config=config)
     assert max(result.values()) < limit, result
 
 

@@ -19,9 +19,10 @@ Backward, recomputing ``w`` from q and k, with ``L_i = l_i / r`` and ``D_i = (dO
 
 and through the normalisation, with ``u_i = q_i / |q_i|``: ``dq_i = tau (g_i - u_i (u_i . g_i)) / |q_i|``,
 ``dtau = sum_i u_i . g_i``, ``dk_j = (h_j - k^_j (k^_j . h_j)) / |k_j|``. Two kernels: one per query tile (dq,
-``D`` and the tile's share of dtau), then one per key tile (dk, dv). Inputs are read through their strides (the
-model's q, k, v are views of one projection) and the output is written in (B, N, H, d_v) order, the layout the
-model's output projection reads, so no copy is made on either side.
+``D`` and the tile's share of dtau), then one per key tile (dk, dv); or (``atomic_query_grad``) the key kernel
+also adds each tile's part of every ``g_i`` into a float32 buffer, which a last pass turns into dq. Inputs are read
+through their strides (the model's q, k, v are views of one projection) and the output is written in (B, N, H, d_v)
+order, the layout the model's output projection reads, so no copy is made on either side.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class DirectConfig:
     key_grad_queries: int = 32
     backward_warps: int = 4
     stages: int = 3
+    # dq accumulated by the key kernel with atomic adds: 5 matrix products per tile pair instead of 7, in an order
+    # that varies from run to run (off under torch.use_deterministic_algorithms)
+    atomic_query_grad: bool = False
 
     def check(self) -> None:
         for name, size in vars(self).items():
@@ -162,14 +166,15 @@ if TRITON_AVAILABLE:
 
     @triton.jit(do_not_specialize=["N", "H"])
     def _query_grad_kernel(
-        Q, QN, KN, V, TAU, MASK, SEED, OUT, DOUT, INV_L, RSCALE, DQ, DELTA, DTAU,
+        Q, QN, KN, V, TAU, MASK, SEED, OUT, DOUT, INV_L, RSCALE, DQ, DELTA, DTAU, G,
         s_qb, s_qh, s_qn, s_vb, s_vh, s_vn, s_ob, s_oh, s_on, s_gb, s_gh, s_gn, s_dqb, s_dqh, s_dqn,
         N, H, a, b, c, p, keep_scale,
         D: tl.constexpr, BD: tl.constexpr, E: tl.constexpr, BE: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        HAS_MASK: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+        HAS_MASK: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr, PHASE: tl.constexpr,
     ):
-        """dq, ``D`` for the key kernel, and this tile's share of dtau."""
+        """dq, ``D`` for the key kernel, and this tile's share of dtau. PHASE 0: all of it, looping over the keys;
+        with the key kernel accumulating ``g`` (atomic), PHASE 1 writes ``D`` only and PHASE 2 turns ``G`` into dq."""
         bh = tl.program_id(1)
         batch = (bh // H).to(tl.int64)  # batch offsets can pass 2^31 elements
         head = bh % H
@@ -178,27 +183,42 @@ if TRITON_AVAILABLE:
         d_idx = tl.arange(0, BD)
         e_idx = tl.arange(0, BE)
         dtype = QN.dtype.element_ty
-        q = _unit_rows(QN, bh, rows, row_ok, N, BD)
-        dout = _rows(DOUT, batch, head, s_gb, s_gh, s_gn, rows, row_ok, e_idx, E)
-        out = _rows(OUT, batch, head, s_ob, s_oh, s_on, rows, row_ok, e_idx, E)
-        inv_l = tl.load(INV_L + bh * N + rows, mask=row_ok, other=1.0)
-        delta = tl.sum(dout * out, axis=1) / tl.load(RSCALE + bh * N + rows, mask=row_ok, other=1.0)
-        tl.store(DELTA + bh * N + rows, delta, mask=row_ok)
-        dout = dout.to(dtype)
-        g = tl.zeros((BLOCK_M, BD), tl.float32)
-        for start in range(0, N, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            col_ok = cols < N
-            key_ok = _keys_ok(MASK, batch, cols, N, HAS_MASK)
-            k = _unit_rows(KN, bh, cols, col_ok, N, BD)
-            v = _rows(V, batch, head, s_vb, s_vh, s_vn, cols, col_ok, e_idx, E).to(dtype)
-            s = tl.dot(q, tl.trans(k), input_precision=PREC)
-            dp = tl.dot(dout, tl.trans(v), input_precision=PREC)
-            if DROPOUT:
-                dp = tl.where(_kept(SEED, bh, rows[:, None], cols[None, :], N, p), dp * keep_scale, 0.0)
-            ds = (dp - delta[:, None]) * inv_l[:, None] * (b + 2 * a * s)
-            ds = tl.where(key_ok[None, :], ds, 0.0)
-            g = tl.dot(ds.to(dtype), k, g, input_precision=PREC)
+        if PHASE != 2:
+            dout = _rows(DOUT, batch, head, s_gb, s_gh, s_gn, rows, row_ok, e_idx, E)
+            out = _rows(OUT, batch, head, s_ob, s_oh, s_on, rows, row_ok, e_idx, E)
+            delta = tl.sum(dout * out, axis=1) / tl.load(RSCALE + bh * N + rows, mask=row_ok, other=1.0)
+            tl.store(DELTA + bh * N + rows, delta, mask=row_ok)
+        if PHASE == 0:
+            q = _unit_rows(QN, bh, rows, row_ok, N, BD)
+            inv_l = tl.load(INV_L + bh * N + rows, mask=row_ok, other=1.0)
+            dout = dout.to(dtype)
+            g = tl.zeros((BLOCK_M, BD), tl.float32)
+            for start in range(0, N, BLOCK_N):
+                cols = start + tl.arange(0, BLOCK_N)
+                col_ok = cols < N
+                key_ok = _keys_ok(MASK, batch, cols, N, HAS_MASK)
+                k = _unit_rows(KN, bh, cols, col_ok, N, BD)
+                v = _rows(V, batch, head, s_vb, s_vh, s_vn, cols, col_ok, e_idx, E).to(dtype)
+                s = tl.dot(q, tl.trans(k), input_precision=PREC)
+                dp = tl.dot(dout, tl.trans(v), input_precision=PREC)
+                if DROPOUT:
+                    dp = tl.where(_kept(SEED, bh, rows[:, None], cols[None, :], N, p), dp * keep_scale, 0.0)
+                ds = (dp - delta[:, None]) * inv_l[:, None] * (b + 2 * a * s)
+                ds = tl.where(key_ok[None, :], ds, 0.0)
+                g = tl.dot(ds.to(dtype), k, g, input_precision=PREC)
+            _store_query_gradient(Q, TAU, DQ, DTAU, g, bh, batch, head, rows, row_ok, s_qb, s_qh, s_qn, s_dqb,
+                                  s_dqh, s_dqn, D, BD)
+        if PHASE == 2:
+            g = tl.load(G + (bh.to(tl.int64) * N + rows[:, None]) * BD + d_idx[None, :], mask=row_ok[:, None],
+                        other=0.0)
+            _store_query_gradient(Q, TAU, DQ, DTAU, g, bh, batch, head, rows, row_ok, s_qb, s_qh, s_qn, s_dqb,
+                                  s_dqh, s_dqn, D, BD)
+
+    @triton.jit
+    def _store_query_gradient(Q, TAU, DQ, DTAU, g, bh, batch, head, rows, row_ok, s_qb, s_qh, s_qn, s_dqb, s_dqh,
+                              s_dqn, D: tl.constexpr, BD: tl.constexpr):
+        """dq from g through the normalisation and the temperature, and the tile's share of dtau."""
+        d_idx = tl.arange(0, BD)
         # the rows are read again rather than held through the loop, where their registers are short
         raw = _rows(Q, batch, head, s_qb, s_qh, s_qn, rows, row_ok, d_idx, D)
         norm = _norms(raw)
@@ -213,14 +233,15 @@ if TRITON_AVAILABLE:
 
     @triton.jit(do_not_specialize=["N", "H"])
     def _key_grad_kernel(
-        K, QN, KN, V, MASK, SEED, DOUT, INV_L, DELTA, DK, DV,
+        K, QN, KN, V, MASK, SEED, DOUT, INV_L, DELTA, DK, DV, G,
         s_kb, s_kh, s_kn, s_vb, s_vh, s_vn, s_gb, s_gh, s_gn, s_dkb, s_dkh, s_dkn, s_dvb, s_dvh, s_dvn,
         N, H, a, b, c, p, keep_scale,
         D: tl.constexpr, BD: tl.constexpr, E: tl.constexpr, BE: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
-        HAS_MASK: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+        HAS_MASK: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr,
     ):
-        """dk and dv of one tile of keys; zero on padded keys."""
+        """dk and dv of one tile of keys, zero on padded keys; with ATOMIC_DQ also this tile's part of every
+        query's g, added to G."""
         bh = tl.program_id(1)
         batch = (bh // H).to(tl.int64)  # batch offsets can pass 2^31 elements
         head = bh % H
@@ -250,6 +271,11 @@ if TRITON_AVAILABLE:
                 dp = tl.where(kept, dp * keep_scale, 0.0)
             dv = tl.dot((w * inv_l[None, :]).to(dtype), dout, dv, input_precision=PREC)
             ds = (dp - delta[None, :]) * inv_l[None, :] * (b + 2 * a * s)
+            if ATOMIC_DQ:
+                ds = tl.where(key_ok[:, None], ds, 0.0)
+                part = tl.dot(tl.trans(ds.to(dtype)), k, input_precision=PREC)
+                tl.atomic_add(G + (bh.to(tl.int64) * N + rows[:, None]) * BD + d_idx[None, :], part,
+                              mask=row_ok[:, None], sem="relaxed")
             h = tl.dot(ds.to(dtype), q, h, input_precision=PREC)
         raw = _rows(K, batch, head, s_kb, s_kh, s_kn, cols, col_ok, d_idx, D)  # read again, as in _query_grad_kernel
         norm = _norms(raw)
@@ -326,18 +352,23 @@ class _FusedDirect(torch.autograd.Function):
         query_tiles = triton.cdiv(n, config.query_grad_queries)
         dtau = torch.empty(batch * heads, query_tiles, dtype=torch.float32, device=q.device)
         masked, seeded = _or(mask, q), _or(seed, q)
-        args = (q, qn, kn, v, tau, masked, seeded, out, dout, inv_l, rscale, dq, delta, dtau,
-                *_strides(q), *_strides(v), *_strides(out), *_strides(dout), *_strides(dq),
-                n, heads, a, b, c, p, 1 / (1 - p))
-        launch(_query_grad_kernel, (query_tiles, batch * heads), args,
-               dict(common, BLOCK_M=config.query_grad_queries, BLOCK_N=config.query_grad_keys),
+        atomic = config.atomic_query_grad and not torch.are_deterministic_algorithms_enabled()
+        g = torch.zeros(batch * heads, n, qn.shape[-1], dtype=torch.float32, device=q.device) if atomic else qn
+        query_args = (q, qn, kn, v, tau, masked, seeded, out, dout, inv_l, rscale, dq, delta, dtau, g,
+                      *_strides(q), *_strides(v), *_strides(out), *_strides(dout), *_strides(dq),
+                      n, heads, a, b, c, p, 1 / (1 - p))
+        query_constants = dict(common, BLOCK_M=config.query_grad_queries, BLOCK_N=config.query_grad_keys)
+        launch(_query_grad_kernel, (query_tiles, batch * heads), query_args, dict(query_constants, PHASE=int(atomic)),
                config.backward_warps, config.stages)
-        args = (k, qn, kn, v, masked, seeded, dout, inv_l, delta, dk, dv,
+        args = (k, qn, kn, v, masked, seeded, dout, inv_l, delta, dk, dv, g,
                 *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
                 n, heads, a, b, c, p, 1 / (1 - p))
         launch(_key_grad_kernel, (triton.cdiv(n, config.key_grad_keys), batch * heads), args,
-               dict(common, BLOCK_N=config.key_grad_keys, BLOCK_M=config.key_grad_queries),
+               dict(common, BLOCK_N=config.key_grad_keys, BLOCK_M=config.key_grad_queries, ATOMIC_DQ=atomic),
                config.backward_warps, config.stages)
+        if atomic:
+            launch(_query_grad_kernel, (query_tiles, batch * heads), query_args, dict(query_constants, PHASE=2),
+                   config.backward_warps, config.stages)
         dtau = dtau.view(batch, heads, query_tiles).sum((0, 2)).to(tau.dtype)
         return dq, dk, dv, dtau, None, None, None, None, None, None, None, None
 
