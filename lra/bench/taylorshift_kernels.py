@@ -16,6 +16,8 @@ Sections run in the order given:
 * table: forward+backward time (median of ``triton.testing.do_bench``) and peak memory above the inputs
   (q, k, v and the output gradient) beside PyTorch SDPA, B=32, H=4, bf16, d in {32, 64}.
 * report: the compiler's registers, spills, shared memory and tensor-core instructions per kernel.
+* direct: the fused direct kernel (``taylorshift_direct``, from the raw q, k, v) forward+backward with its default
+  tiling and with ``atomic_query_grad``, beside SDPA, B=32, H=4, bf16, at ``direct_lengths``.
 
 Prints a short table last; the full results go to ``<bench.out_dir>/<bench.name or taylorshift_kernels>.json``.
 Needs CUDA and Triton; exits with status 1 when a check fails.
@@ -40,11 +42,12 @@ import triton
 
 from lra.attention.kernels import runtime
 from lra.attention.kernels import taylorshift as ts
+from lra.attention.kernels import taylorshift_direct as td
 from lra.bench.run import device_slug
 from lra.results.environment import environment
 from lra.results.files import write_text
 
-SECTIONS = ("check", "sweep", "overhead", "table", "report")
+SECTIONS = ("check", "sweep", "overhead", "table", "report", "direct")
 CUOBJDUMP = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
 SDPA_MAX_LENGTH = 32768  # beyond, one SDPA step takes seconds: the quadratic trend is clear by then
 
@@ -283,6 +286,31 @@ def run_table(ds, lengths, deadline, picks) -> list[dict]:
     return rows
 
 
+def run_direct(ds, lengths, deadline) -> list[dict]:
+    """The fused direct kernel's two backward passes against its atomic dq, and SDPA, forward+backward."""
+    rows = []
+    for d in ds:
+        default = td.direct_config(d)
+        forms = {"direct": default, "direct-atomic-dq": dataclasses.replace(default, atomic_query_grad=True)}
+        for n in lengths:
+            if time.time() > deadline:
+                log("direct: out of time before", d, n)
+                return rows
+            q, k, v = (torch.randn(32, 4, n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                       for _ in range(3))
+            tau = torch.ones(4, device="cuda")
+            dout = torch.randn_like(v)
+            fns = {name: (lambda q, k, v, c=config, t=tau: td.fused_direct_taylorshift(q, k, v, t, config=c))
+                   for name, config in forms.items()}
+            for name, fn in (*fns.items(), ("sdpa", sdpa)):
+                ms, mib = time_fwd_bwd(fn, q, k, v, dout)
+                rows.append({"d": d, "n": n, "impl": name, "ms": ms, "peak_mib": mib})
+                log("direct", rows[-1])
+            del q, k, v, dout
+            torch.cuda.empty_cache()
+    return rows
+
+
 def pick_configs(sweep: list[dict], checks: list[dict]) -> dict[int, ts.KernelConfig]:
     """Per d, the fastest summary tiling and the fastest per-row tiling among configs that passed their check,
     measured at the largest swept N."""
@@ -392,6 +420,8 @@ def run(bench: Mapping, command: str) -> dict[str, Path]:
             result["overhead"] = run_overhead()
         elif section == "report":
             result["report"] = compile_report()
+        elif section == "direct":
+            result["direct"] = run_direct(list(settings["dims"]), list(settings["direct_lengths"]), deadline)
     out_dir = Path(bench.get("out_dir") or f"results/bench/{device_slug(torch.device('cuda'))}")
     path = out_dir / f"{bench.get('name') or 'taylorshift_kernels'}.json"
     write_text(path, json.dumps(result, indent=1, default=str))
@@ -432,6 +462,10 @@ def summarize(result: dict) -> None:
             f"kernels={sum(r['kernels'].values()):.3f} | {top}")
     if "overhead" in result:
         log("OVERHEAD", {k: round(v) for k, v in result["overhead"].items()})
+    direct = {(r["d"], r["n"], r["impl"]): r["ms"] for r in result.get("direct", [])}
+    for (d, n, impl), ms in direct.items():
+        if impl != "sdpa":
+            log(f"DIRECT d={d} N={n:>5} {impl:<17} {ms:8.3f} ms, {ms / direct.get((d, n, 'sdpa'), math.nan):.2f}x SDPA")
     spilling = [r for r in result.get("report", []) if r["spills"] or r.get("LDL")]
     log(f"REPORT {len(result.get('report', []))} compiled kernels, {len(spilling)} with spills")
 

@@ -66,6 +66,15 @@ def test_the_kernels_pass_their_checks_on_the_gpu(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
+def test_the_direct_section_times_both_backward_passes_beside_sdpa_on_the_gpu(tmp_path: Path) -> None:
+    paths = taylorshift_kernels.run(bench_settings(tmp_path, "bench.taylorshift_kernels.sections=[direct]",
+                                                   "bench.taylorshift_kernels.dims=[32]",
+                                                   "bench.taylorshift_kernels.direct_lengths=[1024]"), "pytest")
+    rows = json.loads(paths["json"].read_text())["direct"]
+    assert {r["impl"] for r in rows} == {"direct", "direct-atomic-dq", "sdpa"} and all(r["ms"] > 0 for r in rows)
+
+
+@pytest.mark.gpu
 def test_varlen_agrees_with_the_mask_on_the_gpu(tmp_path: Path, capsys) -> None:
     paths = softmax_padding.run(bench_settings(tmp_path, "bench.softmax_padding.lengths=[1024]",
                                                "bench.head_dim=32"), "pytest")
