@@ -98,6 +98,16 @@ if TRITON_AVAILABLE:
         seed = tl.load(SEED) + bh
         return tl.rand(seed, queries * N + keys) >= p
 
+    @triton.jit
+    def _key_tile(KN, V, MASK, bh, batch, head, start, s_vb, s_vh, s_vn, N, BD: tl.constexpr, E: tl.constexpr,
+                  BE: tl.constexpr, BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr):
+        """The tile of keys from ``start``: their indices, which are real keys, k^ and v (in k^'s dtype)."""
+        cols = start + tl.arange(0, BLOCK_N)
+        col_ok = cols < N
+        k = _unit_rows(KN, bh, cols, col_ok, N, BD)
+        v = _rows(V, batch, head, s_vb, s_vh, s_vn, cols, col_ok, tl.arange(0, BE), E).to(KN.dtype.element_ty)
+        return cols, _keys_ok(MASK, batch, cols, N, HAS_MASK), k, v
+
     @triton.jit(do_not_specialize=["N", "H"])
     def _normalize_kernel(
         Q, K, TAU, QN, KN, s_qb, s_qh, s_qn, s_kb, s_kh, s_kn, N, H,
@@ -143,11 +153,8 @@ if TRITON_AVAILABLE:
         total = tl.zeros((BLOCK_M,), tl.float32)
         real = tl.zeros((BLOCK_N,), tl.float32)
         for start in range(0, N, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            col_ok = cols < N
-            key_ok = _keys_ok(MASK, batch, cols, N, HAS_MASK)
-            k = _unit_rows(KN, bh, cols, col_ok, N, BD)
-            v = _rows(V, batch, head, s_vb, s_vh, s_vn, cols, col_ok, e_idx, E).to(dtype)
+            cols, key_ok, k, v = _key_tile(KN, V, MASK, bh, batch, head, start, s_vb, s_vh, s_vn, N, BD, E, BE,
+                                           BLOCK_N, HAS_MASK)
             s = tl.dot(q, tl.trans(k), input_precision=PREC)
             w = tl.where(key_ok[None, :], c + s * (b + a * s), 0.0)
             total += tl.sum(w, axis=1)
@@ -194,11 +201,8 @@ if TRITON_AVAILABLE:
             dout = dout.to(dtype)
             g = tl.zeros((BLOCK_M, BD), tl.float32)
             for start in range(0, N, BLOCK_N):
-                cols = start + tl.arange(0, BLOCK_N)
-                col_ok = cols < N
-                key_ok = _keys_ok(MASK, batch, cols, N, HAS_MASK)
-                k = _unit_rows(KN, bh, cols, col_ok, N, BD)
-                v = _rows(V, batch, head, s_vb, s_vh, s_vn, cols, col_ok, e_idx, E).to(dtype)
+                cols, key_ok, k, v = _key_tile(KN, V, MASK, bh, batch, head, start, s_vb, s_vh, s_vn, N, BD, E, BE,
+                                               BLOCK_N, HAS_MASK)
                 s = tl.dot(q, tl.trans(k), input_precision=PREC)
                 dp = tl.dot(dout, tl.trans(v), input_precision=PREC)
                 if DROPOUT:
