@@ -132,6 +132,11 @@ class AttentionBackend(nn.Module):
     def extra_repr(self) -> str:
         return f"heads={self.num_heads}, head_dim={self.head_dim}" + (", causal" if self.causal else "")
 
+    def form_description(self, length: int, device: torch.device) -> str | None:
+        """Which of its forms this backend runs at ``length`` tokens on ``device``, as run records state it
+        (``efficiency.speed.attention_form``); None where it has one form."""
+        return None
+
     def recurrent_unavailable(self) -> str | None:
         """Why this backend, as configured, cannot ``step`` (``None`` when it can)."""
         if not self.supports_recurrent:

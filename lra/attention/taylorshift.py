@@ -22,7 +22,6 @@ MODES = ("auto", "direct", "efficient")
 # (results/bench/nvidia-h200/taylorshift_core_fwd_bwd.md, commit 2064b50).
 FUSED_CROSSOVER = {32: 3062, 64: 6853}
 IMPLS = ("auto", "torch", "triton")
-KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 @functools.cache
@@ -176,6 +175,16 @@ class TaylorShiftAttention(AttentionBackend):
             crossover = fused_crossover(self.head_dim) if fused else crossover_flops(self.head_dim)
         return "efficient" if length > crossover else "direct"
 
+    def form_description(self, length: int, device: torch.device) -> str:
+        fused = (not self.causal and self.impl != "torch" and device.type == "cuda"
+                 and not isinstance(_kernels(), ImportError))
+        form = self.form_for(length, fused)
+        text = f"{'fused Triton' if fused else 'PyTorch'} {form} form at N={length}"
+        if self.dropout > 0:
+            text += (f"; attention dropout {self.dropout} on the weights" if form == "direct" else
+                     "; no attention dropout (the efficient form has no attention matrix)")
+        return text
+
     def forward(self, q, k, v, key_padding_mask=None):
         fused = not self.causal and self._use_kernel(q)
         form = self.form_for(q.shape[-2], fused)
@@ -215,7 +224,7 @@ class TaylorShiftAttention(AttentionBackend):
         if self.impl == "torch":
             return False
         kernels = _kernels()
-        usable = q.is_cuda and q.dtype in KERNEL_DTYPES and not isinstance(kernels, ImportError)
+        usable = q.is_cuda and not isinstance(kernels, ImportError) and q.dtype in kernels.SUPPORTED_DTYPES
         if self.impl == "triton" and not usable:
             reason = (f"the kernels do not import ({kernels})" if isinstance(kernels, ImportError) else
                       f"the tensors are on {q.device}, not CUDA" if not q.is_cuda else

@@ -264,6 +264,10 @@ def _pool_ranks(pooled: list[dict[str, Any]], ranks: int,
 
 
 def speed_options(module: LRAModule, datamodule: LRADataModule) -> dict[str, Any]:
-    """The speed options in force: compilation (or why it fell back), packed layers, bucketing, trimming."""
+    """The speed options in force: compilation (or why it fell back), packed layers, bucketing, trimming, and
+    the attention's form where the backend has several (they differ in cost, and some in their dropout)."""
+    encoder = module.model.encoder
+    length = datamodule.spec.max_length + int(encoder.use_cls)
     return {**module.speed, "bucket": datamodule.bucket, "trim_train": datamodule.splits["train"].form.trim,
-            "trim_eval": datamodule.trim_eval}
+            "trim_eval": datamodule.trim_eval,
+            "attention_form": encoder.blocks[0].attn.core.form_description(length, module.device)}

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import lra.attention
+import lra.attention.taylorshift as taylorshift_module
 from lra.attention.taylorshift import FUSED_CROSSOVER, crossover_flops, fused_crossover
 from tests.attention.cases import qkv, suffix_padding
 
@@ -110,6 +111,17 @@ def test_auto_runs_the_form_it_announces(monkeypatch):
         calls.clear()
         backend(*qkv(1, 1, length, 4, dtype=torch.float64))
         assert calls == [expected]
+
+
+def test_the_form_description_names_the_form_its_kernel_and_where_dropout_applies():
+    backend = lra.attention.create("taylorshift", num_heads=1, head_dim=8, crossover=100, dropout=0.1)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert backend.form_description(100, cpu) == "PyTorch direct form at N=100; attention dropout 0.1 on the weights"
+    assert backend.form_description(101, cpu) == ("PyTorch efficient form at N=101; no attention dropout (the "
+                                                  "efficient form has no attention matrix)")
+    if not isinstance(taylorshift_module._kernels(), ImportError):  # CUDA names the fused kernels (nothing runs)
+        assert backend.form_description(100, cuda).startswith("fused Triton direct form at N=100")
+    assert lra.attention.create("softmax", num_heads=1, head_dim=8).form_description(100, cpu) is None
 
 
 def test_direct_and_efficient_modes_ignore_the_crossover():

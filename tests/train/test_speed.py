@@ -39,8 +39,14 @@ def test_the_record_states_the_validation_share_and_the_speed_options(workdir: P
     segment = efficiency["segments"][0]
     assert 0 < segment["validation_seconds"] < segment["fit_seconds"]
     assert efficiency["speed"] == {"compile": "off", "unpad": False, "bucket": False, "trim_train": False,
-                                   "trim_eval": True}  # on CPU: model.compile=auto and unpad=auto are off
+                                   "trim_eval": True, "attention_form": None}  # on CPU: compile and unpad are off
     assert record["protocol"]["train_batches"] == "uniform random"
+
+
+def test_a_taylorshift_record_states_the_form_that_ran_and_its_dropout(workdir: Path):
+    record = train(compose_train([*TINY_RUN, "logger=none", "attention=taylorshift", "model.attention_dropout=0.1"]))
+    form = record["efficiency"]["speed"]["attention_form"]
+    assert form.startswith("PyTorch direct form at N=") and form.endswith("; attention dropout 0.1 on the weights")
 
 
 def test_a_bucketed_run_is_recorded_as_such(workdir: Path):

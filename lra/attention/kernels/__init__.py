@@ -6,9 +6,9 @@ FlashAttention's tiles, from the raw q, k, v. ``TRITON_AVAILABLE`` says whether 
 without CUDA the kernels run in Triton's interpreter on CPU tensors (slow: for tests only).
 """
 
-from lra.attention.kernels.runtime import TRITON_AVAILABLE
+from lra.attention.kernels.runtime import SUPPORTED_DTYPES, TRITON_AVAILABLE
 from lra.attention.kernels.taylorshift import KernelConfig, default_config, fused_taylorshift
 from lra.attention.kernels.taylorshift_direct import DirectConfig, direct_config, fused_direct_taylorshift
 
-__all__ = ["TRITON_AVAILABLE", "DirectConfig", "KernelConfig", "default_config", "direct_config",
+__all__ = ["SUPPORTED_DTYPES", "TRITON_AVAILABLE", "DirectConfig", "KernelConfig", "default_config", "direct_config",
            "fused_direct_taylorshift", "fused_taylorshift"]
