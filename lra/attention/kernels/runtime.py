@@ -56,6 +56,12 @@ if TRITON_AVAILABLE and interpreter_ready():
     _let_interpreter_index_with_numpy_2_4()
 
 
+def tiles(n: int, size: int) -> int:
+    """How many tiles of ``size`` cover ``n``: ``triton.cdiv``, whose call from Python goes through Triton's JIT
+    dispatch (about 10 us a call on the host, where a launch has a few to spare)."""
+    return -(-n // size)
+
+
 def _specialisation(value: object) -> object:
     """What Triton specialises a kernel on for one argument: dtype and 16-byte alignment of a tensor, whether an
     integer is 1 or a multiple of 16 (strides are)."""

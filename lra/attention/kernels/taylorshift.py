@@ -37,7 +37,15 @@ from dataclasses import dataclass
 
 import torch
 
-from lra.attention.kernels.runtime import SUPPORTED_DTYPES, TRITON_AVAILABLE, interpreter_ready, launch, tl, triton
+from lra.attention.kernels.runtime import (
+    SUPPORTED_DTYPES,
+    TRITON_AVAILABLE,
+    interpreter_ready,
+    launch,
+    tiles,
+    tl,
+    triton,
+)
 
 
 @dataclass(frozen=True)
@@ -413,7 +421,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         den = torch.empty((bh, n), device=q.device, dtype=torch.float32)
         constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
                          PREC=_float32_precision(q.dtype))
-        launch(_forward_kernel, (triton.cdiv(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
+        launch(_forward_kernel, (tiles(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
                 config.warps, config.stages)
         ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
         ctx.constants = (heads, a, b, c, sigma, config)
@@ -427,7 +435,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         e = v.shape[2]
         dout = dout.contiguous()
         prec = _float32_precision(q.dtype)
-        grid = (triton.cdiv(n, config.rows), bh)
+        grid = (tiles(n, config.rows), bh)
         g = torch.empty_like(v)
         g_t = torch.empty((bh, n), device=q.device, dtype=torch.float32)
         dq = torch.empty_like(q)

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 
 import torch
 
-from lra.attention.kernels.runtime import SUPPORTED_DTYPES, TRITON_AVAILABLE, interpreter_ready, launch, tl, triton
+from lra.attention.kernels.runtime import (
+    SUPPORTED_DTYPES,
+    TRITON_AVAILABLE,
+    interpreter_ready,
+    launch,
+    tiles,
+    tl,
+    triton,
+)
 
 EPS = 1e-12  # F.normalize's
 
@@ -318,7 +326,7 @@ def _normalized(q: torch.Tensor, k: torch.Tensor, tau: torch.Tensor) -> tuple[to
     width = _width(d)
     qn = torch.empty(batch * heads, n, width, dtype=q.dtype, device=q.device)
     kn = torch.empty_like(qn)
-    launch(_normalize_kernel, (triton.cdiv(n, NORMALIZE_ROWS), batch * heads),
+    launch(_normalize_kernel, (tiles(n, NORMALIZE_ROWS), batch * heads),
            (q, k, tau, qn, kn, *_strides(q), *_strides(k), n, heads), dict(D=d, BD=width, BLOCK=NORMALIZE_ROWS),
            4, 1)
     return qn, kn
@@ -336,7 +344,7 @@ class _FusedDirect(torch.autograd.Function):
                          HAS_MASK=mask is not None, DROPOUT=p > 0, NORMALIZED=normalized)
         args = (qn, kn, v, _or(mask, q), _or(seed, q), out, inv_l, rscale, *_strides(v), *_strides(out),
                 n, heads, a, b, c, p, 1 / (1 - p), 1.0 / q.shape[-1])
-        grid = (triton.cdiv(n, config.forward_queries), batch * heads)
+        grid = (tiles(n, config.forward_queries), batch * heads)
         launch(_forward_kernel, grid, args, constants, config.forward_warps, config.stages)
         ctx.save_for_backward(q, k, v, tau, mask, seed, out, inv_l, rscale)
         ctx.constants = (a, b, c, p, config)
@@ -353,7 +361,7 @@ class _FusedDirect(torch.autograd.Function):
         common = dict(**_sizes(q, v), HAS_MASK=mask is not None, DROPOUT=p > 0)
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         delta = torch.empty_like(inv_l)
-        query_tiles = triton.cdiv(n, config.query_grad_queries)
+        query_tiles = tiles(n, config.query_grad_queries)
         dtau = torch.empty(batch * heads, query_tiles, dtype=torch.float32, device=q.device)
         masked, seeded = _or(mask, q), _or(seed, q)
         atomic = config.atomic_query_grad and not torch.are_deterministic_algorithms_enabled()
@@ -367,7 +375,7 @@ class _FusedDirect(torch.autograd.Function):
         args = (k, qn, kn, v, masked, seeded, dout, inv_l, delta, dk, dv, g,
                 *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
                 n, heads, a, b, c, p, 1 / (1 - p))
-        launch(_key_grad_kernel, (triton.cdiv(n, config.key_grad_keys), batch * heads), args,
+        launch(_key_grad_kernel, (tiles(n, config.key_grad_keys), batch * heads), args,
                dict(common, BLOCK_N=config.key_grad_keys, BLOCK_M=config.key_grad_queries, ATOMIC_DQ=atomic),
                config.backward_warps, config.stages)
         if atomic:
@@ -423,8 +431,10 @@ def fused_direct_taylorshift(
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"fused_direct_taylorshift dropout must be in [0, 1), got {dropout}")
-    config = config or direct_config(q.shape[-1])
-    config.check()
+    if config is None:
+        config = direct_config(q.shape[-1])  # the defaults are known to be valid: no check on every call
+    else:
+        config.check()
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
     mask = None
     if key_padding_mask is not None:
