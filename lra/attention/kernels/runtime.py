@@ -56,6 +56,18 @@ if TRITON_AVAILABLE and interpreter_ready():
     _let_interpreter_index_with_numpy_2_4()
 
 
+def tile_width(width: int) -> int:
+    """The tile size of a ``width``-wide axis: a power of two of at least 16, as the tensor cores need (the extra
+    columns are zeros, which add nothing)."""
+    return max(16, 1 << (width - 1).bit_length())
+
+
+def float32_precision(dtype: torch.dtype) -> str:
+    """How float32 products run: exactly for float32 inputs; in tf32 (10-bit mantissa) beside half-precision
+    inputs, where the products that matter run in the inputs' own precision."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
 def tiles(n: int, size: int) -> int:
     """How many tiles of ``size`` cover ``n``: ``triton.cdiv``, whose call from Python goes through Triton's JIT
     dispatch (about 10 us a call on the host, where a launch has a few to spare)."""

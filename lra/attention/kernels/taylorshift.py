@@ -40,8 +40,10 @@ import torch
 from lra.attention.kernels.runtime import (
     SUPPORTED_DTYPES,
     TRITON_AVAILABLE,
+    float32_precision,
     interpreter_ready,
     launch,
+    tile_width,
     tiles,
     tl,
     triton,
@@ -357,12 +359,6 @@ if TRITON_AVAILABLE:
                  mask=row_ok[:, None])
 
 
-def _float32_precision(dtype: torch.dtype) -> str:
-    """How float32 products run: exactly for float32 inputs; in tf32 (10-bit mantissa, enough for the
-    d^2-sized terms) beside half-precision inputs, whose d^3 terms run in their own precision."""
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
 def _low_size(d: int, e: int) -> int:
     return d * e + d * d + e + d + 1
 
@@ -403,7 +399,7 @@ def _summary(
     constants = dict(
         D=d, E=e, BLOCK_N=config.summary_rows, BM=config.summary_block_m, BN2=config.summary_block_n,
         NPAIRS=len(pairs), SYMMETRIC=config.summary_symmetric, HAS_MASK=mask is not None, HAS_T=t is not None,
-        ATOMIC=atomic, STEPS=config.summary_steps, PREC=_float32_precision(x.dtype),
+        ATOMIC=atomic, STEPS=config.summary_steps, PREC=float32_precision(x.dtype),
     )
     args = (x, y, t if t is not None else x, mask if mask is not None else x, pairs, s2, low, n, heads, rows, sigma)
     launch(_summary_kernel, (len(pairs) + 1, bh, splits), args, constants, config.summary_warps, config.stages)
@@ -420,7 +416,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         out = torch.empty_like(v)
         den = torch.empty((bh, n), device=q.device, dtype=torch.float32)
         constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
-                         PREC=_float32_precision(q.dtype))
+                         PREC=float32_precision(q.dtype))
         launch(_forward_kernel, (tiles(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
                 config.warps, config.stages)
         ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
@@ -434,7 +430,7 @@ class _FusedTaylorShift(torch.autograd.Function):
         bh, n, d = q.shape
         e = v.shape[2]
         dout = dout.contiguous()
-        prec = _float32_precision(q.dtype)
+        prec = float32_precision(q.dtype)
         grid = (tiles(n, config.rows), bh)
         g = torch.empty_like(v)
         g_t = torch.empty((bh, n), device=q.device, dtype=torch.float32)
@@ -450,11 +446,6 @@ class _FusedTaylorShift(torch.autograd.Function):
         args = (k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c)
         launch(_backward_key_kernel, grid, args, constants, config.warps, config.stages)
         return dq, dk, dv, None, None, None, None, None, None
-
-
-def _padded_width(width: int) -> int:
-    """Triton tiles need power-of-two sizes of at least 16 for the tensor cores."""
-    return max(16, 1 << (width - 1).bit_length())
 
 
 def _as_rows(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -496,7 +487,7 @@ def fused_taylorshift(
     _check_inputs(q_hat, k_hat, v, key_padding_mask)
     batch, heads, n, d = q_hat.shape
     d_v = v.shape[3]
-    width, width_v = _padded_width(d), _padded_width(d_v)
+    width, width_v = tile_width(d), tile_width(d_v)
     config = config or default_config(width)
     config.check(width, width_v)
     if q_hat.device.type != "cuda" and not interpreter_ready():

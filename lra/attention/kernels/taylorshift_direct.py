@@ -34,14 +34,14 @@ import torch
 from lra.attention.kernels.runtime import (
     SUPPORTED_DTYPES,
     TRITON_AVAILABLE,
+    float32_precision,
     interpreter_ready,
     launch,
+    tile_width,
     tiles,
     tl,
     triton,
 )
-
-EPS = 1e-12  # F.normalize's
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ if TRITON_AVAILABLE:
 
     @triton.jit
     def _norms(x):
-        """The norms of the rows of ``x``, at least EPS (as F.normalize)."""
+        """The norms of the rows of ``x``, at least 1e-12 (as F.normalize)."""
         return tl.maximum(tl.sqrt(tl.sum(x * x, axis=1)), 1e-12)
 
     @triton.jit
@@ -237,7 +237,7 @@ if TRITON_AVAILABLE:
         u = raw / norm[:, None]
         tau = tl.load(TAU + head).to(tl.float32)
         along = tl.sum(u * g, axis=1)
-        radial = tl.where(norm > 1e-12, along, 0.0)  # below EPS F.normalize divides by EPS: no radial part
+        radial = tl.where(norm > 1e-12, along, 0.0)  # below 1e-12 F.normalize divides by 1e-12: no radial part
         dq = tau * (g - u * radial[:, None]) / norm[:, None]
         ptrs = DQ + batch * s_dqb + head * s_dqh + rows[:, None].to(tl.int64) * s_dqn + d_idx[None, :]
         tl.store(ptrs, dq.to(DQ.dtype.element_ty), mask=row_ok[:, None] & (d_idx < D)[None, :])
@@ -306,14 +306,9 @@ def _strides(x: torch.Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
-def _width(w: int) -> int:
-    """Tile width of a w-wide axis: a power of two of at least 16, as the tensor cores need."""
-    return max(16, 1 << (w - 1).bit_length())
-
-
 def _sizes(q: torch.Tensor, v: torch.Tensor) -> dict:
     d, e = q.shape[-1], v.shape[-1]
-    return dict(D=d, BD=_width(d), E=e, BE=_width(e), PREC="ieee" if q.dtype == torch.float32 else "tf32")
+    return dict(D=d, BD=tile_width(d), E=e, BE=tile_width(e), PREC=float32_precision(q.dtype))
 
 
 NORMALIZE_ROWS = 64  # rows per program of _normalize_kernel
@@ -323,7 +318,7 @@ def _normalized(q: torch.Tensor, k: torch.Tensor, tau: torch.Tensor) -> tuple[to
     """(q^, k^) as (B H, N, tile width) in q's dtype, zero beyond d; recomputed in the backward pass rather
     than kept, so that the kernels hold no more memory than FlashAttention."""
     batch, heads, n, d = q.shape
-    width = _width(d)
+    width = tile_width(d)
     qn = torch.empty(batch * heads, n, width, dtype=q.dtype, device=q.device)
     kn = torch.empty_like(qn)
     launch(_normalize_kernel, (tiles(n, NORMALIZE_ROWS), batch * heads),
