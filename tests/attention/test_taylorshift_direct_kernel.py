@@ -195,6 +195,17 @@ def test_the_atomic_query_gradient_matches_the_float64_function_on_gpu(d, dtype,
 
 @gpu
 @pytest.mark.gpu
+@pytest.mark.parametrize("d", [4, 8])
+def test_head_dims_narrower_than_a_tile_match_the_float64_function_on_gpu(d):
+    """LRA's Pathfinder (4) and Image (8) heads: zero columns fill the 16-wide tiles."""
+    q, k, v, tau = packed_inputs(2, 3, 1000, d, torch.bfloat16, "cuda")
+    result = errors(q, k, v, tau, suffix_mask(2, 1000, "cuda"),
+                    torch.randn(2, 3, 1000, d, device="cuda", dtype=torch.bfloat16))
+    assert max(result.values()) < 2e-2, result
+
+
+@gpu
+@pytest.mark.gpu
 def test_dropout_on_gpu_is_reproducible_under_the_seed_and_keeps_the_expectation():
     q, k, v, tau = packed_inputs(4, 4, 1024, 32, torch.bfloat16, "cuda")
     with torch.no_grad():
