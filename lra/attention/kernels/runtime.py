@@ -84,6 +84,13 @@ def _specialisation(value: object) -> object:
     return None
 
 
+try:  # the handle of the current stream without building a Stream object, as Triton's own launch gets it
+    from torch._C import _cuda_getCurrentRawStream as _current_stream
+except ImportError:  # a build without CUDA: launch never takes the compiled path there
+    def _current_stream(index: int) -> int:
+        return torch.cuda.current_stream(index).cuda_stream
+
+
 def launch(kernel, grid: tuple[int, ...], args: tuple, constants: dict, warps: int, stages: int) -> None:
     """Launch ``kernel`` through its compiled handle once one exists for these compile-time constants and
     argument specialisations. Triton's own launch re-derives the specialisation of every argument on every
@@ -99,7 +106,7 @@ def launch(kernel, grid: tuple[int, ...], args: tuple, constants: dict, warps: i
         return
     named = {**dict(zip(kernel.arg_names, args, strict=False)), **constants}  # run-time arguments come first
     values = tuple(named[name] for name in kernel.arg_names)
-    stream = torch.cuda.current_stream(tensors[0].device).cuda_stream
+    stream = _current_stream(tensors[0].device.index)
     hooks = triton.knobs.runtime
     compiled.run(*grid, *(1,) * (3 - len(grid)), stream, compiled.function, compiled.packed_metadata,
                  compiled.launch_metadata(grid, stream, *values), hooks.launch_enter_hook, hooks.launch_exit_hook,
