@@ -34,6 +34,18 @@ def _kernels() -> ModuleType | ImportError:
     return kernels if kernels.TRITON_AVAILABLE else ImportError("no module named 'triton'")
 
 
+def _why_no_kernel(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why the fused kernels cannot run on tensors of ``dtype`` on ``device``; None when they can."""
+    kernels = _kernels()
+    if isinstance(kernels, ImportError):
+        return f"the kernels do not import ({kernels})"
+    if device.type != "cuda":
+        return f"the tensors are on {device}, not CUDA"
+    if dtype not in kernels.SUPPORTED_DTYPES:
+        return f"the tensors are {dtype}, not float16, bfloat16 or float32"
+    return None
+
+
 def fused_crossover(head_dim: int) -> int:
     """The length up to which auto runs the fused direct form rather than the fused efficient one."""
     dims = sorted(FUSED_CROSSOVER)
@@ -176,8 +188,7 @@ class TaylorShiftAttention(AttentionBackend):
         return "efficient" if length > crossover else "direct"
 
     def form_description(self, length: int, device: torch.device) -> str:
-        fused = (not self.causal and self.impl != "torch" and device.type == "cuda"
-                 and not isinstance(_kernels(), ImportError))
+        fused = self._fused_on(device, self.temperature.dtype)
         form = self.form_for(length, fused)
         text = f"{'fused Triton' if fused else 'PyTorch'} {form} form at N={length}"
         if self.dropout > 0:
@@ -186,7 +197,7 @@ class TaylorShiftAttention(AttentionBackend):
         return text
 
     def forward(self, q, k, v, key_padding_mask=None):
-        fused = not self.causal and self._use_kernel(q)
+        fused = self._use_kernel(q)
         form = self.form_for(q.shape[-2], fused)
         if fused and form == "direct":
             return _kernels().fused_direct_taylorshift(
@@ -221,16 +232,17 @@ class TaylorShiftAttention(AttentionBackend):
         return real.sum(-1).view(batch, 1, 1, 1)
 
     def _use_kernel(self, q: torch.Tensor) -> bool:
-        if self.impl == "torch":
+        return self._fused_on(q.device, q.dtype, strict=True)
+
+    def _fused_on(self, device: torch.device, dtype: torch.dtype, strict: bool = False) -> bool:
+        """Whether the fused kernels run on tensors of ``dtype`` on ``device``; ``strict`` with ``impl=triton``:
+        why they cannot, raised."""
+        if self.impl == "torch" or self.causal:
             return False
-        kernels = _kernels()
-        usable = q.is_cuda and not isinstance(kernels, ImportError) and q.dtype in kernels.SUPPORTED_DTYPES
-        if self.impl == "triton" and not usable:
-            reason = (f"the kernels do not import ({kernels})" if isinstance(kernels, ImportError) else
-                      f"the tensors are on {q.device}, not CUDA" if not q.is_cuda else
-                      f"the tensors are {q.dtype}, not float16, bfloat16 or float32")
+        reason = _why_no_kernel(device, dtype)
+        if strict and self.impl == "triton" and reason:
             raise RuntimeError(f"taylorshift impl=triton cannot run: {reason}; use impl=auto or impl=torch")
-        return usable
+        return reason is None
 
     def _direct(self, q_hat, k_hat, v, key_padding_mask):
         s = q_hat @ k_hat.transpose(-1, -2)
