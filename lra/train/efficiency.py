@@ -62,6 +62,7 @@ class EfficiencyMonitor(L.Callback):
         self.warmup_steps = warmup_steps
         self.earlier_segments: list[dict[str, Any]] = []
         self.restored_segments: list[dict[str, Any]] = []
+        self.trained_here = False  # on_train_start ran in this process (Lightning skips it at max_steps)
         self.device = torch.device("cpu")
         self.fit_started = time.perf_counter()
         self.reset()
@@ -108,6 +109,7 @@ class EfficiencyMonitor(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.reset()
+        self.trained_here = True
         self.earlier_segments = self.restored_segments
         self.first_step = trainer.global_step
         self.device = trainer.strategy.root_device
@@ -205,15 +207,22 @@ class EfficiencyMonitor(L.Callback):
                 "fit_seconds": round(fit, 3), "validation_seconds": round(self.validation_seconds, 3), **counts,
                 "validation_peak_memory_mib": None if self.validation_peak is None else round(self.validation_peak, 1)}
 
+    def segments(self) -> list[dict[str, Any]]:
+        """Every process's measurement of this run. A process that resumed a run already at its last step (only
+        its tests were left) trained nothing: it adds no segment, and the checkpoint's segments stand."""
+        if not self.trained_here and self.restored_segments:
+            return list(self.restored_segments)
+        return [*self.earlier_segments, self.segment()]
+
     def state_dict(self) -> dict[str, Any]:
-        return {"segments": [*self.earlier_segments, self.segment()]}
+        return {"segments": self.segments()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Taken up only when training starts: testing a checkpoint restores callback states too.
         self.restored_segments = list(state_dict["segments"])
 
     def summary(self) -> dict[str, Any]:
-        segments = [*self.earlier_segments, self.segment()]
+        segments = self.segments()
         return {**pool_segments(segments), "warmup_steps": self.warmup_steps, "segments": segments}
 
 

@@ -116,6 +116,21 @@ def test_a_run_stopped_between_validations_resumes_from_its_last_step(workdir: P
     assert [segment["steps"] for segment in again["efficiency"]["segments"]] == [28, 18, 8]  # from the checkpoint
 
 
+def test_a_run_resumed_only_for_its_tests_keeps_its_training_speed(workdir: Path) -> None:
+    # What a campaign call does with a run the budget stopped after its last step, before its tests.
+    common = [*TINY_RUN, "task.num_train=3200", "trainer.max_steps=30", "logger=none", "run_id=untested"]
+    first = train(compose_train([*common, "test_after_fit=false"]))
+    assert "test/acc@best" not in first["metrics"] and first["efficiency"]["measured_steps"] == 28
+    last = first["paths"]["checkpoints"]["last"]
+    ResultsStore(workdir / "results").path("untested").unlink()  # the checkpoint alone carries the segments
+    tested = train(compose_train([*common, f"ckpt_path={last}"]))
+    assert tested["metrics"]["test/acc@best"] is not None and tested["resumed"] == 1
+    measured = ("device", "steps", "seconds", "samples", "tokens", "peak_memory_mib")  # as the last.ckpt saw them
+    assert [{key: segment[key] for key in measured} for segment in tested["efficiency"]["segments"]] == [
+        {key: segment[key] for key in measured} for segment in first["efficiency"]["segments"]]
+    assert tested["efficiency"]["steps_per_s"] == first["efficiency"]["steps_per_s"]
+
+
 def test_a_longer_time_cap_or_other_display_keys_keep_the_run_identity() -> None:
     base = identity_key(compose_train(TINY_RUN))
     same = ["+trainer.max_time=00:00:08:00", "progress_refresh_steps=7", "task.eval_batch_size=256"]
