@@ -3,6 +3,8 @@ files under ``sparse.out_dir`` (default ``results/analysis/``) and a printed sum
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -39,6 +41,7 @@ class AnalysisConfig:
     out_dir: Path
     device: torch.device
     threads: int | None
+    keep_other_runs: bool
 
 
 def _positive_ints(key: str, values: Any) -> list[int]:
@@ -119,7 +122,8 @@ def config_from(spec: Mapping) -> AnalysisConfig:
     if not 0 < sparsity.mass <= 1:
         raise ValueError(f"sparse.checkpoints.mass must be in (0, 1], got {sparsity.mass}")
     threads = spec["threads"]
-    return AnalysisConfig(sweep, checkpoints, sparsity, Path(spec["out_dir"]), device, threads)
+    return AnalysisConfig(sweep, checkpoints, sparsity, Path(spec["out_dir"]), device, threads,
+                          bool(spec["keep_other_runs"]))
 
 
 def run(cfg: DictConfig, command: str) -> list[Path]:
@@ -160,11 +164,47 @@ def checkpoint_part(settings: AnalysisConfig, cfg: DictConfig, command: str) -> 
         rows += checkpoint_sparsity(path, cfg.paths, settings.sparsity, settings.device)
         print(f"{path}: {len({(r['layer'], r['head']) for r in rows})} layer-heads so far", flush=True)
     out = settings.out_dir
+    if settings.keep_other_runs:
+        rows = other_runs_rows(out / "attention_sparsity.csv", {r["run_id"] for r in rows}) + rows
     files = [out / "attention_sparsity.csv", plots.sparsity_plot(rows, out / "attention_sparsity.png")]
     write_csv(files[0], SPARSITY_COLUMNS, rows)
-    files.append(_record(out / "attention_run.json", cfg, command, created, start, files))
+    files.append(_record(out / "attention_run.json", cfg, command, created, start, files,
+                         earlier=_earlier_runs(out / "attention_run.json") if settings.keep_other_runs else []))
     print(sparsity_table(rows))
     return files
+
+
+def other_runs_rows(path: Path, replaced: set[str]) -> list[dict[str, Any]]:
+    """The rows of an earlier ``attention_sparsity.csv`` whose run is not analysed again now (so checkpoints
+    analysed on different machines add up in one table), with their numbers and flags typed back."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["run_id"] not in replaced]
+    if rows and list(rows[0]) != list(SPARSITY_COLUMNS):
+        raise ValueError(f"{path} has columns {list(rows[0])}, not this version's; move it away to start afresh")
+    return [{key: _typed(value) for key, value in row.items()} for row in rows]
+
+
+def _typed(cell: str) -> Any:
+    if cell in ("True", "False"):
+        return cell == "True"
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell
+
+
+def _earlier_runs(path: Path) -> list[dict[str, Any]]:
+    """The calls whose rows the CSV keeps, oldest first: each one's command, date, machine and checkpoints."""
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    latest = {"command": earlier["command"], "created": earlier["created"], "wall_s": earlier["wall_s"],
+              "device": earlier["environment"].get("device"), "ckpt": earlier["config"]["ckpt"]}
+    return [*earlier.get("earlier_runs", []), latest]
 
 
 def _write(path: Path, kind: type, items: list) -> Path:
@@ -173,8 +213,10 @@ def _write(path: Path, kind: type, items: list) -> Path:
     return path
 
 
-def _record(path: Path, cfg: DictConfig, command: str, created: str, start: float, files: list[Path]) -> Path:
-    write_json_atomic(path, {"command": command, "created": created, "finished": now(),
+def _record(path: Path, cfg: DictConfig, command: str, created: str, start: float, files: list[Path],
+            earlier: list[dict[str, Any]] = ()) -> Path:
+    extra = {"earlier_runs": list(earlier)} if earlier else {}
+    write_json_atomic(path, {"command": command, **extra, "created": created, "finished": now(),
                              "wall_s": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads(),
                              "config": OmegaConf.to_container(cfg.sparse, resolve=True),
                              "environment": environment(), "files": [p.name for p in files]})

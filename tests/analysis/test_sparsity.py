@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lra.analysis.run import config_from
+from lra.analysis.run import config_from, run
 from lra.analysis.sparsity import SparsityProbe, SparsitySettings, checkpoint_sparsity, row_sparsity
 from lra.tables import sparse_section
 from lra.tables.build import Settings, build
@@ -127,6 +128,30 @@ def test_the_command_writes_both_parts(tiny_checkpoint: Path, project: Path) -> 
     built = build(Settings(runs_dir=project / "results/runs", bench_dir=project / "none",
                            tables_dir=project / "tables", report=project / "report.html", analysis_dir=out))
     assert "Sparse patterns: a fixed attention" in (project / "report.html").read_text() and built
+
+
+def test_checkpoints_analysed_apart_add_up_in_one_table(tiny_checkpoint: Path, project: Path) -> None:
+    # One machine per checkpoint (each where its run trained): each call keeps the rows of the other runs.
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("analysis", overrides=[f"paths.data_dir={project / 'data'}", "sparse.sweep=false",
+                                             f"sparse.ckpt=[{tiny_checkpoint}]", f"sparse.out_dir={project / 'a'}",
+                                             "sparse.checkpoints.batches=1", "sparse.checkpoints.batch_size=2"])
+    run(cfg, "first call")
+    csv_path = project / "a/attention_sparsity.csv"
+    csv_path.write_text(csv_path.read_text().replace(",sparse1,", ",elsewhere,"))  # as if another run's rows
+    run(cfg, "second call")
+    both = ["elsewhere", "elsewhere", "sparse1", "sparse1"]
+    assert [row["run_id"] for row in csv.DictReader(csv_path.open())] == both
+    record = json.loads((project / "a/attention_run.json").read_text())
+    assert record["command"] == "second call" and [r["command"] for r in record["earlier_runs"]] == ["first call"]
+    notes = sparse_section.analysis_section(project / "a").notes
+    assert any("earlier rows kept: `first call`" in note for note in notes)
+
+    run(cfg, "second call")  # the same run again replaces its own rows
+    assert [row["run_id"] for row in csv.DictReader(csv_path.open())] == both
+    run(OmegaConf.merge(cfg, {"sparse": {"keep_other_runs": False}}), "afresh")
+    assert [row["run_id"] for row in csv.DictReader(csv_path.open())] == ["sparse1", "sparse1"]
+    assert "earlier_runs" not in json.loads((project / "a/attention_run.json").read_text())
 
 
 def test_bad_settings_are_one_line_naming_the_key() -> None:
