@@ -3,13 +3,15 @@
 A model whose attention backend can attend within packed sequences (``packs_sequences``) runs every
 layer on the real tokens alone: projections, MLPs and attention then cost nothing at padded positions,
 and each batch keeps the examples the sampler drew (unlike length bucketing, which changes the mix).
-The packing is computed once per forward pass, from the padding mask; building it reads the number of
-real tokens back from the device (one synchronisation per forward pass, not one per layer).
+The packing is computed once per batch, from the padding mask. Built from a mask on the host (as the training
+module does before the batch goes to the GPU) it costs the device nothing and is exact; built from a mask on
+the device, it reads the number of real tokens back (one synchronisation per forward pass), and the host
+then waits for the GPU on every step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,8 @@ class PackedSequences:
 
     ``rows``: ``(tokens,)`` flat indices ``b * length + i`` of the real positions, in order;
     ``cu_seqlens``: ``(batch + 1,)`` int32 offsets of each sequence in the packed tensor (FlashAttention's
-    ``cu_seqlens``); ``longest``: an upper bound of the longest sequence's length (the padded length).
+    ``cu_seqlens``); ``longest``: the longest sequence's length (from a mask on the host), or an upper bound
+    of it, the padded length (from a mask on the device: the exact one would cost a second read-back).
     """
 
     rows: torch.Tensor
@@ -37,9 +40,15 @@ class PackedSequences:
         real = ~padding_mask
         lengths = real.sum(-1, dtype=torch.int32)
         cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-        rows = real.flatten().nonzero().squeeze(-1)  # the one read-back: the packed size
-        # The exact longest length would cost a second read-back; FlashAttention needs only an upper bound.
-        return cls(rows, cu_seqlens, length, batch, length)
+        rows = real.flatten().nonzero().squeeze(-1)  # on the device, the one read-back: the packed size
+        on_host = padding_mask.device.type == "cpu"
+        longest = int(lengths.max()) if on_host and batch else length
+        return cls(rows, cu_seqlens, longest, batch, length)
+
+    def to(self, device: torch.device | str, non_blocking: bool = True) -> PackedSequences:
+        """On ``device`` (Lightning moves a batch's entries by their ``to``); the copies do not wait for it."""
+        return replace(self, rows=self.rows.to(device, non_blocking=non_blocking),
+                       cu_seqlens=self.cu_seqlens.to(device, non_blocking=non_blocking))
 
     @property
     def tokens(self) -> int:

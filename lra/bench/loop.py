@@ -248,15 +248,22 @@ def run_bare(preset: Preset, overrides: list[str], settings: LoopSettings, devic
     _reset_peak(device)
 
     def step(batch: dict) -> None:
-        batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        batch = {key: value.to(device, non_blocking=True) for key, value in _with_packing(model, batch, device).items()}
         with _autocast(cfg, device):
-            logits = forward(batch["inputs"], batch.get("padding_mask"))
+            logits = forward(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
         F.cross_entropy(logits.float(), batch["labels"]).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     seconds, profile = _timed_steps(step, _forever(datamodule), settings, device)
     return replace(_result(preset, cfg, seconds, _peak(device), _count(model)), profile=profile)
+
+
+def _with_packing(model: LRAClassifier, batch: dict, device: torch.device) -> dict:
+    """The batch with its packing made on the host, as the harness's module makes it (``packing_for``)."""
+    mask = batch.get("padding_mask")
+    packing = None if mask is None else model.packing_for(mask, device)
+    return batch if packing is None else {**batch, "packing": packing}
 
 
 class _MinimalModule(L.LightningModule):
@@ -266,8 +273,11 @@ class _MinimalModule(L.LightningModule):
         self.model = model
         self.__dict__["forward_for_training"] = forward  # outside the module tree, as the harness keeps it
 
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        return _with_packing(self.model, batch, self.trainer.strategy.root_device)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        logits = self.forward_for_training(batch["inputs"], batch.get("padding_mask"))
+        logits = self.forward_for_training(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
         return F.cross_entropy(logits.float(), batch["labels"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -44,15 +44,26 @@ class Encoder(nn.Module):
             return False
         return self.unpad is True or (self.unpad == "auto" and device.type == "cuda")
 
-    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None):
+    def _with_cls(self, padding_mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([padding_mask.new_zeros(padding_mask.shape[0], 1), padding_mask], dim=1) \
+            if self.use_cls else padding_mask
+
+    def packing_for(self, padding_mask: torch.Tensor) -> PackedSequences:
+        """Where the real positions of a ``(batch, length)`` padded batch sit once packed, CLS included. From a
+        mask on the host (before the batch's copy to the device) it costs the device no read-back."""
+        return PackedSequences.from_padding_mask(self._with_cls(padding_mask))
+
+    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None,
+                packing: PackedSequences | None = None):
+        """``packing``: ``packing_for(padding_mask)``, made ahead; else it is made here when the model packs."""
         x = self.embed(inputs)
         if self.use_cls:  # LRA prepends a learned CLS vector, then adds position codes to all positions
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-            if padding_mask is not None:
-                padding_mask = torch.cat([padding_mask.new_zeros(x.shape[0], 1), padding_mask], dim=1)
+        if padding_mask is not None:
+            padding_mask = self._with_cls(padding_mask)
         x = self.position(x)
-        packing = PackedSequences.from_padding_mask(padding_mask) \
-            if padding_mask is not None and self.packs_on(x.device) else None
+        if packing is None and padding_mask is not None and self.packs_on(x.device):
+            packing = PackedSequences.from_padding_mask(padding_mask)
         if packing is not None:  # every layer on the real tokens alone; padded positions come back as zeros
             x = packing.pack(x)
         x = self.drop(x)
@@ -75,14 +86,23 @@ class LRAClassifier(nn.Module):
         else:
             self.head = ClassifierHead(cfg.d_model, cfg.mlp_dim, spec.num_classes)
 
-    def encode(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        states, mask = self.encoder(inputs, padding_mask)
+    def encode(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None,
+               packing: PackedSequences | None = None) -> torch.Tensor:
+        states, mask = self.encoder(inputs, padding_mask, packing)
         return pool(states, mask, self.pooling)
 
-    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def packing_for(self, padding_mask: torch.Tensor, device: torch.device) -> PackedSequences | None:
+        """The packing of a batch with this padding mask, if the model runs it packed on ``device``: made on the
+        host from the batch's mask, it spares the GPU a read-back every step (``forward``'s ``packing``)."""
+        if not self.encoder.packs_on(device):
+            return None
+        return self.encoder.packing_for(padding_mask.flatten(0, 1) if self.spec.dual else padding_mask)
+
+    def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                packing: PackedSequences | None = None) -> torch.Tensor:
         if not self.spec.dual:
-            return self.head(self.encode(inputs, padding_mask))
+            return self.head(self.encode(inputs, padding_mask, packing))
         batch = inputs.shape[0]  # (B, 2, N): both documents through one encoder pass
         flat_mask = None if padding_mask is None else padding_mask.flatten(0, 1)
-        pooled = self.encode(inputs.flatten(0, 1), flat_mask).view(batch, 2, -1)
+        pooled = self.encode(inputs.flatten(0, 1), flat_mask, packing).view(batch, 2, -1)
         return self.head(pooled[:, 0], pooled[:, 1])

@@ -54,11 +54,19 @@ class LRAModule(L.LightningModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(batch["inputs"], batch.get("padding_mask"))
+        return self.model(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
+
+    def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict:
+        """A padded batch that the model runs packed gets its packing here, on the host, where the mask is: made
+        on the GPU it would read the token count back and stall the host on every step."""
+        mask = batch.get("padding_mask")
+        packing = None if mask is None else self.model.packing_for(mask, self.trainer.strategy.root_device)
+        return batch if packing is None else {**batch, "packing": packing}
 
     def _step(self, batch: dict[str, torch.Tensor],
               model: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = (self.model if model is None else model)(batch["inputs"], batch.get("padding_mask"))
+        logits = (self.model if model is None else model)(batch["inputs"], batch.get("padding_mask"),
+                                                          batch.get("packing"))
         return F.cross_entropy(logits.float(), batch["labels"]), logits
 
     def on_fit_start(self) -> None:
