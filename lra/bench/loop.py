@@ -183,15 +183,25 @@ def _optimizer(cfg: DictConfig, model: nn.Module, device: torch.device) -> torch
     return factory(model.parameters(), **fused)
 
 
-def _model(cfg: DictConfig, spec: TaskSpec, device: torch.device, seed: int) -> tuple[nn.Module, Callable]:
-    """The harness's model on the device, and how the harness would call it for training (compiled or not)."""
+@dataclass(frozen=True)
+class _Trained:
+    """The harness's model on the device, how the harness would call it for training (compiled or not), and
+    whether its training batches run packed (``LRAModule.on_fit_start`` decides the same way)."""
+
+    model: LRAClassifier
+    forward: Callable
+    packs: bool
+
+
+def _model(cfg: DictConfig, datamodule: LRADataModule, device: torch.device, seed: int) -> _Trained:
     torch.manual_seed(seed)
     config = ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
-    model = LRAClassifier(spec, config, cfg.attention.name,
+    model = LRAClassifier(datamodule.spec, config, cfg.attention.name,
                           {k: v for k, v in OmegaConf.to_container(cfg.attention, resolve=True).items()
                            if k != "name"}).to(device)
-    mode = config.compile_mode(spec, device)
-    return model, (torch.compile(model, mode=mode) if mode else model)
+    mode = config.compile_mode(datamodule.spec, device, datamodule.training_shape())
+    return _Trained(model, torch.compile(model, mode=mode) if mode else model,
+                    model.packs_on(device) and config.packs_in_training(mode))
 
 
 def _timed_steps(step: Callable[[dict | None], None], batches: Iterator[dict | None], settings: LoopSettings,
@@ -242,15 +252,16 @@ def _result(preset: Preset, cfg: DictConfig, seconds: float, peak: float | None,
 def run_bare(preset: Preset, overrides: list[str], settings: LoopSettings, device: torch.device) -> LoopResult:
     cfg = preset.config(overrides)
     datamodule = prepare_data(cfg)
-    model, forward = _model(cfg, datamodule.spec, device, settings.seed)
+    trained = _model(cfg, datamodule, device, settings.seed)
+    model = trained.model
     optimizer = _optimizer(cfg, model, device)
     model.train()
     _reset_peak(device)
 
     def step(batch: dict) -> None:
-        batch = {key: value.to(device, non_blocking=True) for key, value in _with_packing(model, batch, device).items()}
+        batch = {key: value.to(device, non_blocking=True) for key, value in _with_packing(trained, batch).items()}
         with _autocast(cfg, device):
-            logits = forward(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
+            logits = trained.forward(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
         F.cross_entropy(logits.float(), batch["labels"]).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -259,22 +270,22 @@ def run_bare(preset: Preset, overrides: list[str], settings: LoopSettings, devic
     return replace(_result(preset, cfg, seconds, _peak(device), _count(model)), profile=profile)
 
 
-def _with_packing(model: LRAClassifier, batch: dict, device: torch.device) -> dict:
-    """The batch with its packing made on the host, as the harness's module makes it (``packing_for``)."""
+def _with_packing(trained: _Trained, batch: dict) -> dict:
+    """The batch with its packing made on the host where it trains packed, as the harness's module does."""
     mask = batch.get("padding_mask")
-    packing = None if mask is None else model.packing_for(mask, device)
-    return batch if packing is None else {**batch, "packing": packing}
+    return batch if mask is None or not trained.packs else {**batch, "packing": trained.model.packing_for(mask)}
 
 
 class _MinimalModule(L.LightningModule):
-    def __init__(self, cfg: DictConfig, model: nn.Module, forward: Callable):
+    def __init__(self, cfg: DictConfig, trained: _Trained):
         super().__init__()
         self.cfg = cfg
-        self.model = model
-        self.__dict__["forward_for_training"] = forward  # outside the module tree, as the harness keeps it
+        self.model = trained.model
+        self.__dict__["trained"] = trained  # the compiled callable outside the module tree, as the harness keeps it
+        self.__dict__["forward_for_training"] = trained.forward
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        return _with_packing(self.model, batch, self.trainer.strategy.root_device)
+        return _with_packing(self.trained, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         logits = self.forward_for_training(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
@@ -307,15 +318,15 @@ def run_lightning(preset: Preset, overrides: list[str], settings: LoopSettings,
                   device: torch.device) -> LoopResult:
     cfg = preset.config(overrides)
     datamodule = prepare_data(cfg)
-    model, forward = _model(cfg, datamodule.spec, device, settings.seed)
+    trained = _model(cfg, datamodule, device, settings.seed)
     clock = _StepClock(settings.warmup_steps, device)
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
                         precision=cfg.precision, max_steps=settings.warmup_steps + settings.steps,
                         limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
     _reset_peak(device)
-    trainer.fit(_MinimalModule(cfg, model, forward), train_dataloaders=datamodule.train_dataloader())
-    return _result(preset, cfg, (clock.end - clock.start) / settings.steps, _peak(device), _count(model))
+    trainer.fit(_MinimalModule(cfg, trained), train_dataloaders=datamodule.train_dataloader())
+    return _result(preset, cfg, (clock.end - clock.start) / settings.steps, _peak(device), _count(trained.model))
 
 
 def harness_overrides(settings: LoopSettings, device: torch.device) -> list[str]:

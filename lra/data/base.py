@@ -65,6 +65,15 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class TrainingShape:
+    """What the compile rule (``ModelConfig.compile_mode``) needs to know of a task's training batches: whether
+    they all have one width, and the share of their positions that hold real tokens (1.0 when nothing pads)."""
+
+    fixed_width: bool
+    fill: float
+
+
+@dataclass(frozen=True)
 class BatchForm:
     """How stored arrays become a batch: id shift, float scaling, trimming."""
 
@@ -177,6 +186,15 @@ class LRADataModule(L.LightningDataModule):
         but the label counts scores (ListOps's plateau), so a result near it reads as chance."""
         labels = np.asarray(self.splits[split].labels)
         return float(np.bincount(labels).max() / len(labels))
+
+    def training_shape(self) -> TrainingShape:
+        """The training batches' width (one, unless they are trimmed) and fill, over the training split."""
+        fixed_width = self.spec.fixed_length and not self._train_form.trim
+        lengths = getattr(self.splits.get("train"), "lengths", None)
+        if not self.spec.pads or lengths is None or not len(lengths):
+            return TrainingShape(fixed_width, 1.0)
+        real = np.minimum(np.asarray(lengths), self.spec.max_length)
+        return TrainingShape(fixed_width, float(real.mean() / self.spec.max_length))
 
     def prepare_data(self) -> None:
         # Lightning calls this again for fit and for every test; finding and verifying the cache (its

@@ -55,15 +55,14 @@ class Encoder(nn.Module):
 
     def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None,
                 packing: PackedSequences | None = None):
-        """``packing``: ``packing_for(padding_mask)``, made ahead; else it is made here when the model packs."""
+        """With ``packing`` (``packing_for(padding_mask)``, made by the caller, on the host where it can) every
+        layer runs on the real tokens alone; without it a padded batch runs padded, its attention masked."""
         x = self.embed(inputs)
         if self.use_cls:  # LRA prepends a learned CLS vector, then adds position codes to all positions
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         if padding_mask is not None:
             padding_mask = self._with_cls(padding_mask)
         x = self.position(x)
-        if packing is None and padding_mask is not None and self.packs_on(x.device):
-            packing = PackedSequences.from_padding_mask(padding_mask)
         if packing is not None:  # every layer on the real tokens alone; padded positions come back as zeros
             x = packing.pack(x)
         x = self.drop(x)
@@ -91,11 +90,13 @@ class LRAClassifier(nn.Module):
         states, mask = self.encoder(inputs, padding_mask, packing)
         return pool(states, mask, self.pooling)
 
-    def packing_for(self, padding_mask: torch.Tensor, device: torch.device) -> PackedSequences | None:
-        """The packing of a batch with this padding mask, if the model runs it packed on ``device``: made on the
-        host from the batch's mask, it spares the GPU a read-back every step (``forward``'s ``packing``)."""
-        if not self.encoder.packs_on(device):
-            return None
+    def packs_on(self, device: torch.device) -> bool:
+        """Whether padded batches may run packed on ``device``: the backend can and ``model.unpad`` allows it."""
+        return self.spec.pads and self.encoder.packs_on(device)
+
+    def packing_for(self, padding_mask: torch.Tensor) -> PackedSequences:
+        """The packing of a batch with this padding mask, for ``forward``. Made on the host from the batch's
+        mask, before its copy to the GPU, it costs the GPU nothing (made there, it reads the token count back)."""
         return self.encoder.packing_for(padding_mask.flatten(0, 1) if self.spec.dual else padding_mask)
 
     def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor | None = None,

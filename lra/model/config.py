@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lra.data.base import TaskSpec
+from lra.data.base import TaskSpec, TrainingShape
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs
+PADDED_GRAPHS_FILL = 0.8  # compile=auto: padded batches this full train in CUDA graphs (compile_mode)
 
 
 @dataclass
@@ -34,8 +36,9 @@ class ModelConfig:
     # Speed options: neither changes what is learned (outputs agree up to rounding; dropout draws its masks on
     # another layout). unpad: run every layer on real tokens alone, packed, where the attention backend can
     # (softmax) and a batch pads; auto = on CUDA. compile: torch.compile the model for training; auto = mode
-    # "reduce-overhead" (with CUDA graphs) on CUDA where every training batch has one shape (tasks that never pad),
-    # else eager; a mode name, or true ("default") / false; a failed compilation falls back to eager, with one line.
+    # "reduce-overhead" (with CUDA graphs) on CUDA where every training batch has one shape (tasks that never pad,
+    # and padded batches of one width at least 80% real, which then train padded: compile_mode), else eager; a
+    # mode name, or true ("default") / false; a failed compilation falls back to eager (and packing), with one line.
     unpad: bool | str = "auto"
     compile: bool | str = "auto"
     causal: bool = False  # position i attends to positions <= i only (backends with supports_causal)
@@ -62,16 +65,31 @@ class ModelConfig:
         if width % self.num_heads:
             raise ValueError(f"model.qkv_dim ({width}) must be divisible by model.num_heads ({self.num_heads})")
 
-    def compile_mode(self, spec: TaskSpec, device: torch.device) -> str | None:
-        """The torch.compile mode ``compile`` asks for when training ``spec`` on ``device``; None: eager."""
+    def compile_mode(self, spec: TaskSpec, device: torch.device, shape: TrainingShape | None = None) -> str | None:
+        """The torch.compile mode ``compile`` asks for when training ``spec`` on ``device``; None: eager.
+
+        auto: CUDA graphs ("reduce-overhead") on CUDA where every training batch has one shape: tasks that never
+        pad, and padded tasks whose batches have one width and are at least ``PADDED_GRAPHS_FILL`` real tokens
+        (unless ``unpad=true``), which then train padded, masked, in graphs rather than packed and eager (the
+        model is small enough for the host's launches to bound an eager step). Measured on an H200,
+        results/bench/nvidia-h200/loop_compile_padded.md: Text at 1000 bytes (fill 0.9) 130.2 steps/s padded
+        in graphs against 60.4 packed eager; Image 80.56 against 75.93 without graphs (loop_fixed_length.md).
+        Where a quarter or more of the positions pad (ListOps 0.48, Text at 4000 bytes 0.3) packing wins."""
         if self.compile == "auto":
-            fixed_shape = not spec.pads and spec.fixed_length
-            # CUDA graphs too: these models are small enough for the host's launches to bound the step (Image, H200,
-            # results/bench/nvidia-h200/loop_fixed_length.md: 80.56 steps/s against 75.93 without graphs)
-            return "reduce-overhead" if device.type == "cuda" and fixed_shape else None
+            if device.type != "cuda":
+                return None
+            if not spec.pads:
+                return "reduce-overhead" if spec.fixed_length else None
+            full = shape is not None and shape.fixed_width and shape.fill >= PADDED_GRAPHS_FILL
+            return "reduce-overhead" if full and self.unpad is not True else None
         if self.compile is True:
             return "default"
         return self.compile or None
+
+    def packs_in_training(self, mode: str | None) -> bool:
+        """Whether training may pack its batches under compile ``mode``: not in CUDA graphs (a packed batch's
+        token count changes every step), unless ``unpad=true`` asks for packing regardless."""
+        return mode not in GRAPH_MODES or self.unpad is True
 
     @property
     def head_dim(self) -> int:

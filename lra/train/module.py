@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -16,8 +17,12 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from lra.data.base import TaskSpec
+from lra.data.base import LRADataModule, TaskSpec
 from lra.model import LRAClassifier, ModelConfig
+
+# The module packs batches before their copy because only it knows whether the model packs; Lightning warns
+# whenever a module overrides this hook beside a data module, which is the design here.
+warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`")
 
 
 class LRAModule(L.LightningModule):
@@ -41,7 +46,7 @@ class LRAModule(L.LightningModule):
         # checkpoints stay those of the plain model; evaluation runs the plain model (its batches can be
         # trimmed to many widths, each a recompilation).
         self.__dict__["compiled"] = None
-        self.speed: dict[str, Any] = {"compile": "off", "unpad": False}
+        self.speed: dict[str, Any] = {"compile": "off", "unpad": False, "unpad_eval": False}
         self.train_metrics: dict[str, float] = {}  # the last logged train/loss and train/acc
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -57,11 +62,15 @@ class LRAModule(L.LightningModule):
         return self.model(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
 
     def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict:
-        """A padded batch that the model runs packed gets its packing here, on the host, where the mask is: made
-        on the GPU it would read the token count back and stall the host on every step."""
+        """A padded batch that runs packed (training: ``speed["unpad"]``; evaluation: ``speed["unpad_eval"]``)
+        gets its packing here, on the host, where the mask is: made on the GPU it would read the token count back
+        and stall the host on every step."""
         mask = batch.get("padding_mask")
-        packing = None if mask is None else self.model.packing_for(mask, self.trainer.strategy.root_device)
-        return batch if packing is None else {**batch, "packing": packing}
+        packs = self.speed["unpad"] if self.trainer.training else self.speed["unpad_eval"]
+        return batch if mask is None or not packs else {**batch, "packing": self.model.packing_for(mask)}
+
+    def setup(self, stage: str) -> None:
+        self.speed["unpad_eval"] = self.model.packs_on(self.trainer.strategy.root_device)
 
     def _step(self, batch: dict[str, torch.Tensor],
               model: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,24 +80,33 @@ class LRAModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         device = self.trainer.strategy.root_device
-        self.speed["unpad"] = self.spec.pads and self.model.encoder.packs_on(device)
-        mode = self.model_config.compile_mode(self.spec, device)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        shape = datamodule.training_shape() if isinstance(datamodule, LRADataModule) else None
+        mode = self.model_config.compile_mode(self.spec, device, shape)
         if mode is not None and self.compiled is None:
-            self.__dict__["compiled"] = self._compiled_or_none(mode, device)
+            packs = self.model.packs_on(device) and self.model_config.packs_in_training(mode)
+            self.__dict__["compiled"] = self._compiled_or_none(mode, device, packs)
             self.speed["compile"] = self.speed["compile"] if self.compiled is None else f"on ({mode})"
+        # in CUDA graphs a padded task trains padded; eager (or if compilation failed), packed where it can
+        graphs = None if self.compiled is None else mode
+        self.speed["unpad"] = self.model.packs_on(device) and self.model_config.packs_in_training(graphs)
 
-    def _compiled_or_none(self, mode: str, device: torch.device) -> Callable | None:
-        """The compiled model after one probe step (forward and backward, random state untouched, gradients
+    def _compiled_or_none(self, mode: str, device: torch.device, packs: bool) -> Callable | None:
+        """The compiled model after one probe step on a batch like the training ones (its shape, a padding mask
+        where the task pads, packed if ``packs``; forward and backward, random state untouched, gradients
         cleared), or None with a one-line message if compilation fails: training then runs eager."""
         compiled = torch.compile(self.model, mode=mode)
         datamodule = getattr(self.trainer, "datamodule", None)
         batch = getattr(datamodule, "batch_size", 1)
         shape = (batch, 2, self.spec.max_length) if self.spec.dual else (batch, self.spec.max_length)
         dtype = torch.long if self.spec.vocab_size is not None else torch.float32
+        mask = torch.zeros(shape, dtype=torch.bool) if self.spec.pads else None
+        packing = self.model.packing_for(mask).to(device) if packs and mask is not None else None
+        inputs = torch.ones(shape, dtype=dtype, device=device)  # token 1: a real byte or symbol in every task
         try:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 with self.trainer.precision_plugin.forward_context():
-                    logits = compiled(torch.zeros(shape, dtype=dtype, device=device), None)
+                    logits = compiled(inputs, None if mask is None else mask.to(device), packing)
                 logits.float().sum().backward()
         except Exception as error:  # any compiler failure: train eager rather than not at all
             reason = f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"[:200]

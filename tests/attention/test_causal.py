@@ -176,6 +176,6 @@ def test_causal_packed_sequences_give_the_padded_causal_states(name):
     tokens = torch.randint(1, 10, (2, 20)).masked_fill(padding, 0)
     with torch.no_grad():
         states, _ = padded.encoder(tokens, padding)
-        packed_states, _ = packed.encoder(tokens, padding)
+        packed_states, _ = packed.encoder(tokens, padding, packed.encoder.packing_for(padding))
     real = ~padding
     torch.testing.assert_close(packed_states[real], states[real], rtol=1e-5, atol=1e-5)

@@ -162,6 +162,6 @@ def test_causal_packed_flash_attention_gives_the_padded_causal_states():
     tokens = torch.randint(1, 100, (2, 512), device="cuda").masked_fill(padding, 0)
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         states, _ = padded.encoder(tokens, padding)
-        packed_states, _ = packed.encoder(tokens, padding)
+        packed_states, _ = packed.encoder(tokens, padding, packed.encoder.packing_for(padding))
     real = ~padding
     torch.testing.assert_close(packed_states[real].float(), states[real].float(), rtol=3e-2, atol=3e-2)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lra.data.base import TaskSpec
+from lra.data.base import TaskSpec, TrainingShape
 from lra.model import ModelConfig
+from lra.model.config import PADDED_GRAPHS_FILL
 
 IMAGE = TaskSpec("image", 10, 1024, 256, pads=False)
 TEXT = TaskSpec("text", 2, 1000, 257)
@@ -23,6 +24,31 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 ])
 def test_the_compile_mode_for_a_task_on_a_device(compile, spec: TaskSpec, device: torch.device, mode) -> None:
     assert ModelConfig(compile=compile).compile_mode(spec, device) == mode
+
+
+FULL, HALF, TRIMMED = TrainingShape(True, 0.9), TrainingShape(True, 0.48), TrainingShape(False, 0.9)
+
+
+@pytest.mark.parametrize(("unpad", "shape", "mode"), [
+    ("auto", FULL, "reduce-overhead"),  # Text at 1000 bytes: padded batches of one width, 90% real: graphs
+    (False, FULL, "reduce-overhead"),
+    ("auto", HALF, None),               # ListOps: packing removes half the work: eager, packed
+    ("auto", TRIMMED, None),            # bucketed or trimmed batches change width
+    (True, FULL, None),                 # packing asked for
+    ("auto", None, None),               # nothing known of the batches
+])
+def test_padded_batches_this_full_train_in_cuda_graphs(unpad, shape: TrainingShape | None, mode) -> None:
+    assert PADDED_GRAPHS_FILL == 0.8
+    config = ModelConfig(unpad=unpad)
+    assert config.compile_mode(TEXT, CUDA, shape) == mode
+    assert config.packs_in_training(config.compile_mode(TEXT, CUDA, shape)) is (mode is None)
+    assert config.compile_mode(TEXT, CPU, shape) is None
+
+
+def test_packing_in_training_under_each_compile_mode() -> None:
+    assert ModelConfig().packs_in_training(None) and ModelConfig().packs_in_training("default")
+    assert not any(ModelConfig().packs_in_training(mode) for mode in ("reduce-overhead", "max-autotune"))
+    assert ModelConfig(unpad=True).packs_in_training("reduce-overhead")  # asked for: packed, graphs or not
 
 
 def test_an_unknown_compile_mode_is_refused_naming_the_valid_ones() -> None:

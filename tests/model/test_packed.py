@@ -53,12 +53,11 @@ def test_packed_layers_give_the_padded_logits(name, pooling):
         packed = LRAClassifier(spec, ModelConfig(**config, unpad=True), name).eval()
         packed.load_state_dict(padded.state_dict())
         inputs, padding = batch(lengths, generator)
-        ahead = packed.packing_for(padding, torch.device("cpu"))  # as the training module makes it, on the host
-        assert padded.packing_for(padding, torch.device("cpu")) is None
-        assert ahead.longest == max(torch.tensor(lengths).flatten().tolist()) + (pooling == "cls")  # exact
+        assert packed.packs_on(torch.device("cpu")) and not padded.packs_on(torch.device("cpu"))
+        packing = packed.packing_for(padding)  # as the training module makes it, on the host
+        assert packing.longest == max(torch.tensor(lengths).flatten().tolist()) + (pooling == "cls")  # exact
         with torch.no_grad():
-            torch.testing.assert_close(packed(inputs, padding), padded(inputs, padding), rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(packed(inputs, padding, ahead), padded(inputs, padding), rtol=1e-5,
+            torch.testing.assert_close(packed(inputs, padding, packing), padded(inputs, padding), rtol=1e-5,
                                        atol=1e-5)
 
 
@@ -73,11 +72,14 @@ def test_the_packing_moves_as_one_batch_entry_and_keeps_its_layout():
 def test_the_training_module_packs_a_padded_batch_on_the_host() -> None:
     module = LRAModule(TaskSpec(name="text", num_classes=2, max_length=LENGTH, vocab_size=257),
                        ModelConfig(d_model=16, num_heads=2, unpad=True), "softmax", {}, torch.optim.AdamW)
-    module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")), training=False)
+    module.setup("validate")  # evaluation packs where the model can
     inputs, padding = batch([7, 40, 13], torch.Generator().manual_seed(0))
     prepared = module.on_before_batch_transfer({"inputs": inputs, "padding_mask": padding}, 0)
     assert prepared["packing"].cu_seqlens.tolist() == [0, 8, 49, 63]  # the CLS position first in each
     assert "packing" not in module.on_before_batch_transfer({"inputs": inputs}, 0)
+    module.trainer.training = True  # training packs as on_fit_start decided (here: not yet, so padded)
+    assert "packing" not in module.on_before_batch_transfer({"inputs": inputs, "padding_mask": padding}, 0)
 
 
 def test_unpad_true_refuses_a_backend_that_cannot_pack():

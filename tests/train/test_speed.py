@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import Logger
 
 import lra.train.module
 import lra.train.run
-from lra.train.run import train
+from lra.train.run import prepare_data, train
 from tests.helpers import TINY_RUN, compose_train
 
 
@@ -32,14 +32,42 @@ def test_a_failed_compilation_trains_eager_and_says_so(workdir: Path, monkeypatc
                        "training eager"]
 
 
+def test_a_padded_task_trains_padded_in_cuda_graphs_and_packed_if_they_fail(workdir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    # On CUDA the tiny ListOps model could pack; here the CPU stands in for it (packs_on), and compile is mocked.
+    monkeypatch.setattr(lra.train.module.LRAClassifier, "packs_on", lambda self, device: True)
+    monkeypatch.setattr(lra.train.module.torch, "compile", lambda model, mode: model)
+    graphs = [*TINY_RUN, "logger=none", "model.compile=reduce-overhead"]
+    speed = train(compose_train([*graphs, "run_id=graphs"]))["efficiency"]["speed"]
+    assert speed["compile"] == "on (reduce-overhead)" and speed["unpad"] is False and speed["unpad_eval"] is True
+
+    def broken_compile(model, mode):
+        def call(*args, **kwargs):
+            raise RuntimeError("cudagraphs could not be captured")
+        return call
+
+    monkeypatch.setattr(lra.train.module.torch, "compile", broken_compile)
+    speed = train(compose_train([*graphs, "run_id=eager"]))["efficiency"]["speed"]
+    assert speed["compile"].startswith("failed (RuntimeError: cudagraphs") and speed["unpad"] is True
+    speed = train(compose_train([*TINY_RUN, "logger=none", "model.compile=default", "run_id=default"]))
+    assert speed["efficiency"]["speed"]["unpad"] is True  # no graphs: packed, compiled or not
+
+
+def test_the_training_shape_the_compile_rule_reads(workdir: Path):
+    shape = prepare_data(compose_train(TINY_RUN)).training_shape()
+    assert shape.fixed_width and 0 < shape.fill < 1  # ListOps pads: every batch max_length wide, part real
+    assert not prepare_data(compose_train([*TINY_RUN, "task.bucket=true"])).training_shape().fixed_width
+
+
 def test_the_record_states_the_validation_share_and_the_speed_options(workdir: Path):
     record = train(compose_train([*TINY_RUN, "logger=none"]))
     efficiency = record["efficiency"]
     assert 0 < efficiency["validation_fraction"] < 1 and efficiency["fit_seconds"] > 0
     segment = efficiency["segments"][0]
     assert 0 < segment["validation_seconds"] < segment["fit_seconds"]
-    assert efficiency["speed"] == {"compile": "off", "unpad": False, "bucket": False, "trim_train": False,
-                                   "trim_eval": True, "attention_form": None}  # on CPU: compile and unpad are off
+    assert efficiency["speed"] == {"compile": "off", "unpad": False, "unpad_eval": False, "bucket": False,
+                                   "trim_train": False, "trim_eval": True,
+                                   "attention_form": None}  # on CPU: compile and unpad are off
     assert record["protocol"]["train_batches"] == "uniform random"
 
 
