@@ -106,19 +106,22 @@ class _SyncsRefused(L.Callback):
 
 
 @pytest.mark.gpu
-def test_training_steps_between_the_scheduled_ones_wait_for_no_device_sync(workdir: Path, monkeypatch):
+@pytest.mark.parametrize("unpad", ["false", "auto"], ids=["padded", "packed"])
+def test_training_steps_between_the_scheduled_ones_wait_for_no_device_sync(workdir: Path, monkeypatch, unpad):
     """A sync per step serialises the host with the GPU: Lightning's result collection made two per step
-    (about 1 ms a step on an H200) while train/loss went through ``self.log``."""
+    (about 1 ms a step on an H200) while train/loss went through ``self.log``, and packing made on the GPU read
+    the token count back (now made on the host)."""
     probe = _SyncsRefused(every=5)
     make_trainer = lra.train.run.make_trainer
     monkeypatch.setattr(lra.train.run, "make_trainer", lambda cfg, run_dir, extra: make_trainer(
         cfg, run_dir, [*extra, probe]))
     try:
-        record = train(compose_train([*TINY_RUN, "trainer.accelerator=gpu", "logger=none", "model.unpad=false",
+        record = train(compose_train([*TINY_RUN, "trainer.accelerator=gpu", "logger=none", f"model.unpad={unpad}",
                                       "trainer.log_every_n_steps=5", "progress_refresh_steps=5"]))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert record["status"] == "finished" and probe.steps_refused == 16
+    assert record["efficiency"]["speed"]["unpad"] is (unpad == "auto")
 
 
 class _Logged(Logger):
@@ -150,3 +153,13 @@ def test_train_loss_reaches_the_logger_and_the_history_without_lightnings_result
     assert validations == [9, 19]  # Lightning's step for both: the optimizer steps taken before the batch
     logged = {step: metrics["train/loss"] for step, metrics in logger.points if "train/loss" in metrics}
     assert [point["train/loss"] for point in record["history"]] == [round(logged[9], 6), round(logged[19], 6)]
+
+
+@pytest.mark.gpu
+def test_a_padded_task_trains_in_cuda_graphs_and_evaluates_packed(workdir: Path):
+    """What compile=auto picks for full padded batches (Text at 1000 bytes), forced here on tiny ListOps."""
+    record = train(compose_train([*TINY_RUN, "trainer.accelerator=gpu", "logger=none", "precision=bf16-mixed",
+                                  "model.compile=reduce-overhead"]))
+    speed = record["efficiency"]["speed"]
+    assert speed["compile"] == "on (reduce-overhead)" and speed["unpad"] is False and speed["unpad_eval"] is True
+    assert record["status"] == "finished" and record["metrics"]["test/acc@best"] is not None
