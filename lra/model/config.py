@@ -72,9 +72,9 @@ class ModelConfig:
         pad, and padded tasks whose batches have one width and are at least ``PADDED_GRAPHS_FILL`` real tokens
         (unless ``unpad=true``), which then train padded, masked, in graphs rather than packed and eager (the
         model is small enough for the host's launches to bound an eager step). Measured on an H200,
-        results/bench/nvidia-h200/loop_compile_padded.md: Text at 1000 bytes (fill 0.9) 130.2 steps/s padded
+        results/bench/nvidia-h200/loop_compile_padded.md: Text at 1000 bytes (fill 0.84) 130.2 steps/s padded
         in graphs against 60.4 packed eager; Image 80.56 against 75.93 without graphs (loop_fixed_length.md).
-        Where a quarter or more of the positions pad (ListOps 0.48, Text at 4000 bytes 0.3) packing wins."""
+        Where half the positions or more pad (ListOps 0.51, Text at 4000 bytes 0.32), packing wins."""
         if self.compile == "auto":
             if device.type != "cuda":
                 return None
