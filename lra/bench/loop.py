@@ -282,13 +282,12 @@ class _MinimalModule(L.LightningModule):
         self.cfg = cfg
         self.model = trained.model
         self.__dict__["trained"] = trained  # the compiled callable outside the module tree, as the harness keeps it
-        self.__dict__["forward_for_training"] = trained.forward
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         return _with_packing(self.trained, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        logits = self.forward_for_training(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
+        logits = self.trained.forward(batch["inputs"], batch.get("padding_mask"), batch.get("packing"))
         return F.cross_entropy(logits.float(), batch["labels"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
