@@ -200,8 +200,7 @@ def _model(cfg: DictConfig, datamodule: LRADataModule, device: torch.device, see
                           {k: v for k, v in OmegaConf.to_container(cfg.attention, resolve=True).items()
                            if k != "name"}).to(device)
     mode = config.compile_mode(datamodule.spec, device, datamodule.training_shape())
-    return _Trained(model, torch.compile(model, mode=mode) if mode else model,
-                    model.packs_on(device) and config.packs_in_training(mode))
+    return _Trained(model, torch.compile(model, mode=mode) if mode else model, model.trains_packed(device, mode))
 
 
 def _timed_steps(step: Callable[[dict | None], None], batches: Iterator[dict | None], settings: LoopSettings,

@@ -78,6 +78,7 @@ class LRAClassifier(nn.Module):
     def __init__(self, spec: TaskSpec, cfg: ModelConfig, attention: str, attention_options: dict | None = None):
         super().__init__()
         self.spec = spec
+        self.config = cfg
         self.pooling = cfg.pooling
         self.encoder = Encoder(spec, cfg, attention, dict(attention_options or {}))
         if spec.dual:
@@ -93,6 +94,11 @@ class LRAClassifier(nn.Module):
     def packs_on(self, device: torch.device) -> bool:
         """Whether padded batches may run packed on ``device``: the backend can and ``model.unpad`` allows it."""
         return self.spec.pads and self.encoder.packs_on(device)
+
+    def trains_packed(self, device: torch.device, compile_mode: str | None) -> bool:
+        """Whether training batches run packed on ``device`` when training is compiled in ``compile_mode``
+        (None: eager): where the model may pack and the mode allows it (``ModelConfig.packs_in_training``)."""
+        return self.packs_on(device) and self.config.packs_in_training(compile_mode)
 
     def packing_for(self, padding_mask: torch.Tensor) -> PackedSequences:
         """The packing of a batch with this padding mask, for ``forward``. Made on the host from the batch's

@@ -84,12 +84,10 @@ class LRAModule(L.LightningModule):
         shape = datamodule.training_shape() if isinstance(datamodule, LRADataModule) else None
         mode = self.model_config.compile_mode(self.spec, device, shape)
         if mode is not None and self.compiled is None:
-            packs = self.model.packs_on(device) and self.model_config.packs_in_training(mode)
-            self.__dict__["compiled"] = self._compiled_or_none(mode, device, packs)
+            self.__dict__["compiled"] = self._compiled_or_none(mode, device, self.model.trains_packed(device, mode))
             self.speed["compile"] = self.speed["compile"] if self.compiled is None else f"on ({mode})"
         # in CUDA graphs a padded task trains padded; eager (or if compilation failed), packed where it can
-        graphs = None if self.compiled is None else mode
-        self.speed["unpad"] = self.model.packs_on(device) and self.model_config.packs_in_training(graphs)
+        self.speed["unpad"] = self.model.trains_packed(device, None if self.compiled is None else mode)
 
     def _compiled_or_none(self, mode: str, device: torch.device, packs: bool) -> Callable | None:
         """The compiled model after one probe step on a batch like the training ones (its shape, a padding mask

@@ -7,7 +7,6 @@ import torch
 
 from lra.data.base import TaskSpec, TrainingShape
 from lra.model import ModelConfig
-from lra.model.config import PADDED_GRAPHS_FILL
 
 IMAGE = TaskSpec("image", 10, 1024, 256, pads=False)
 TEXT = TaskSpec("text", 2, 1000, 257)
@@ -27,18 +26,19 @@ def test_the_compile_mode_for_a_task_on_a_device(compile, spec: TaskSpec, device
 
 
 FULL, HALF, TRIMMED = TrainingShape(True, 0.84), TrainingShape(True, 0.51), TrainingShape(False, 0.84)
+EDGE = TrainingShape(True, 0.79)  # just below PADDED_GRAPHS_FILL
 
 
 @pytest.mark.parametrize(("unpad", "shape", "mode"), [
     ("auto", FULL, "reduce-overhead"),  # Text at 1000 bytes: padded batches of one width, 84% real: graphs
     (False, FULL, "reduce-overhead"),
     ("auto", HALF, None),               # ListOps: packing removes half the work: eager, packed
+    ("auto", EDGE, None),
     ("auto", TRIMMED, None),            # bucketed or trimmed batches change width
     (True, FULL, None),                 # packing asked for
     ("auto", None, None),               # nothing known of the batches
 ])
 def test_padded_batches_this_full_train_in_cuda_graphs(unpad, shape: TrainingShape | None, mode) -> None:
-    assert PADDED_GRAPHS_FILL == 0.8
     config = ModelConfig(unpad=unpad)
     assert config.compile_mode(TEXT, CUDA, shape) == mode
     assert config.packs_in_training(config.compile_mode(TEXT, CUDA, shape)) is (mode is None)
