@@ -17,6 +17,7 @@ from typing import Any
 IDENTITY_NEUTRAL = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.devices", "trainer.num_nodes",
                     "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
                     "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
+                    "checkpoint_every_s",
                     # speed options that leave what is learned as it is (tests/model/test_packed.py)
                     "model.compile", "model.unpad")
 

@@ -23,6 +23,7 @@ import io
 import random
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +152,14 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 class LastCheckpoint(Checkpoint):
-    """Writes ``last.ckpt`` after every validation and when training stops, so a run killed at any moment
-    resumes from its latest validation; then deletes the best checkpoints ``best`` has superseded (so
-    ``last.ckpt`` never names a deleted one). The write is atomic and digested (``CheckedCheckpointIO``).
+    """Writes ``last.ckpt`` after a validation and when training stops, so a run killed at any moment
+    resumes from a validation; then deletes the best checkpoints ``best`` has superseded (so ``last.ckpt``
+    never names a deleted one). The write is atomic and digested (``CheckedCheckpointIO``).
+
+    ``every_s``: after a validation only once this many seconds have passed since the last write (0: after
+    every one): LRA's ListOps preset validates 100 times in a few minutes, and each write serialises, digests
+    and fsyncs its model and optimizer state (108 MB). A killed run then redoes at most ``every_s`` of
+    training, from the same state, so what it learns is unchanged.
 
     Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` at a validation only in a step
     where it also saves a top-k checkpoint (never, with ``save_top_k=0``): runs killed on the H100 after
@@ -164,14 +170,17 @@ class LastCheckpoint(Checkpoint):
 
     FILENAME = "last.ckpt"
 
-    def __init__(self, dirpath: str | Path, best: BestCheckpoint):
+    def __init__(self, dirpath: str | Path, best: BestCheckpoint, every_s: float = 0.0):
         self.dirpath = Path(dirpath)
         self.best = best
+        self.every_s = every_s
         self.last_model_path = ""
         self.saved_step = -1  # the step of the last write of last.ckpt by this process
+        self.saved_at = time.monotonic()  # when it was written (the start: the first write waits every_s too)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+        due = time.monotonic() - self.saved_at >= self.every_s
+        if due and not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
             self.save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -185,6 +194,7 @@ class LastCheckpoint(Checkpoint):
         self.best.remove_superseded(trainer)
         trainer.strategy.barrier("last_checkpoint")
         self.saved_step = trainer.global_step
+        self.saved_at = time.monotonic()
         self.last_model_path = str(path)
 
 
@@ -205,11 +215,12 @@ class RandomStateCheckpoint(L.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-def checkpoint_writers(directory: Path) -> tuple[BestCheckpoint, LastCheckpoint]:
-    """A run's checkpoint callbacks: the best by val/acc (``best-step<N>.ckpt``) and ``last.ckpt``, in ``directory``."""
+def checkpoint_writers(directory: Path, last_every_s: float = 0.0) -> tuple[BestCheckpoint, LastCheckpoint]:
+    """A run's checkpoint callbacks: the best by val/acc (``best-step<N>.ckpt``) and ``last.ckpt`` (after a
+    validation at most every ``last_every_s`` seconds), in ``directory``."""
     best = BestCheckpoint(dirpath=directory, filename="best-step{step}", monitor="val/acc", mode="max",
                           save_top_k=1, auto_insert_metric_name=False)
-    return best, LastCheckpoint(directory, best)
+    return best, LastCheckpoint(directory, best, last_every_s)
 
 
 def checkpoint_callbacks(trainer: L.Trainer) -> tuple[BestCheckpoint, LastCheckpoint]:

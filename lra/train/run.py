@@ -59,14 +59,16 @@ def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback]) -> L.Trainer:
-    """Checkpoints are written right after each validation, the best first, so that last.ckpt always
+    """Checkpoints are written right after a validation, the best first, so that last.ckpt always
     records a best checkpoint that exists and a validation that has happened: a run killed at any
-    moment resumes into exactly the state an uninterrupted run had. last.ckpt is written once more when
-    training stops (max_steps, or a trainer.max_time cap), so a capped run goes on from where it stopped.
+    moment resumes into exactly the state an uninterrupted run had at that validation (last.ckpt follows
+    a validation once ``checkpoint_every_s`` have passed since its last write). last.ckpt is written once
+    more when training stops (max_steps, a trainer.max_time cap, a stop signal), so a capped run goes on
+    from where it stopped.
     The trainer gets its logger later (``trainer.logger``): it is built before the run has a record, so
     that a setting Lightning refuses is a config error, not a failed run."""
     callbacks = [*extra_callbacks, ProgressBar(refresh_rate=cfg.progress_refresh_steps),
-                 *checkpoint_writers(run_dir / "checkpoints")]
+                 *checkpoint_writers(run_dir / "checkpoints", float(cfg.checkpoint_every_s))]
     try:
         # use_distributed_sampler=False: the data modules' samplers shard the global batch themselves
         return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=False, callbacks=callbacks,

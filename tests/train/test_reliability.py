@@ -257,3 +257,34 @@ def test_a_resumed_run_keeps_the_wandb_history_a_kill_lost(workdir: Path, capsys
                 for row, point in zip(validations, first["history"], strict=False)]
     assert replayed == first["history"] and len(validations) == 3  # the first process's two, and step 30
     assert f"wandb: {earlier}, {latest}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("every_s", "written_at"), [(0, [10, 20, 30]), (3600, [30])])
+def test_last_checkpoint_follows_a_validation_only_once_its_interval_has_passed(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, every_s: int, written_at: list[int]) -> None:
+    steps, save = [], LastCheckpoint.save
+
+    def recorded(self, trainer) -> None:
+        before = self.saved_step
+        save(self, trainer)
+        if self.saved_step != before:
+            steps.append(self.saved_step)
+
+    monkeypatch.setattr(LastCheckpoint, "save", recorded)
+    record = train(compose_train([*TINY_RUN, "trainer.max_steps=30", "logger=none", f"checkpoint_every_s={every_s}"]))
+    assert steps == written_at  # and always when training ends, so the finished run resumes from its last step
+    assert load_checkpoint(record["paths"]["checkpoints"]["last"])["global_step"] == 30
+
+
+def test_last_checkpoint_interval_counts_from_its_last_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 30.0, 61.0, 90.0, 125.0])  # creation, then one reading per validation (and per write)
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: next(clock))
+    writer = LastCheckpoint("unused", best=None, every_s=60)
+    written = []
+    monkeypatch.setattr(writer, "save", lambda trainer: (written.append(trainer.global_step),
+                                                         setattr(writer, "saved_at", 61.0)))
+    fitting = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn=checkpoints.TrainerFn.FITTING))
+    for step in (10, 20, 30, 40):
+        fitting.global_step = step
+        writer.on_validation_end(fitting, None)
+    assert written == [20, 40]  # 61 s after the start, then 125 - 61 = 64 s after that write
