@@ -24,7 +24,8 @@ class PackedSequences:
     ``rows``: ``(tokens,)`` flat indices ``b * length + i`` of the real positions, in order;
     ``cu_seqlens``: ``(batch + 1,)`` int32 offsets of each sequence in the packed tensor (FlashAttention's
     ``cu_seqlens``); ``longest``: the longest sequence's length (from a mask on the host), or an upper bound
-    of it, the padded length (from a mask on the device: the exact one would cost a second read-back).
+    of it, the padded length (from a mask on the device: the exact one would cost a second read-back);
+    ``lengths``: each sequence's length, known on the host when built from a mask there (else None).
     """
 
     rows: torch.Tensor
@@ -32,6 +33,7 @@ class PackedSequences:
     longest: int
     batch: int
     length: int
+    lengths: tuple[int, ...] | None = None
 
     @classmethod
     def from_padding_mask(cls, padding_mask: torch.Tensor) -> PackedSequences:
@@ -41,9 +43,10 @@ class PackedSequences:
         lengths = real.sum(-1, dtype=torch.int32)
         cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
         rows = real.flatten().nonzero().squeeze(-1)  # on the device, the one read-back: the packed size
-        on_host = padding_mask.device.type == "cpu"
-        longest = int(lengths.max()) if on_host and batch else length
-        return cls(rows, cu_seqlens, longest, batch, length)
+        if padding_mask.device.type != "cpu":
+            return cls(rows, cu_seqlens, length, batch, length)
+        on_host = tuple(lengths.tolist())
+        return cls(rows, cu_seqlens, max(on_host, default=length), batch, length, on_host)
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> PackedSequences:
         """On ``device`` (Lightning moves a batch's entries by their ``to``); the copies do not wait for it."""
@@ -64,6 +67,9 @@ class PackedSequences:
         return out.index_copy(0, self.rows, x).view(self.batch, self.length, *x.shape[1:])
 
     def sequences(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The packed ``(tokens, ...)`` tensor cut into its sequences (reads the offsets back)."""
+        """The packed ``(tokens, ...)`` tensor cut into its sequences (without host lengths, reads the offsets
+        back from the device)."""
+        if self.lengths is not None:
+            return list(x.split(self.lengths))
         bounds = self.cu_seqlens.tolist()
         return [x[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -67,6 +68,15 @@ def test_the_packing_moves_as_one_batch_entry_and_keeps_its_layout():
     moved = move_data_to_device({"padding_mask": padding, "packing": packing}, torch.device("cpu"))["packing"]
     assert isinstance(moved, PackedSequences) and moved.longest == 6 and moved.tokens == 11
     assert torch.equal(moved.rows, packing.rows) and torch.equal(moved.cu_seqlens, packing.cu_seqlens)
+
+
+def test_a_packing_made_on_the_host_cuts_its_sequences_without_reading_the_offsets_back():
+    """Backends without a varlen kernel (fp32 on CUDA) attend sequence by sequence: with the lengths known on
+    the host that costs no device sync (tests/train/test_speed.py checks it on a GPU)."""
+    packing = PackedSequences.from_padding_mask(torch.arange(6) >= torch.tensor([[4], [1], [6]]))
+    unreadable = dataclasses.replace(packing, cu_seqlens=packing.cu_seqlens.to("meta"))  # .tolist() would raise
+    parts = unreadable.sequences(torch.arange(11))
+    assert [part.tolist() for part in parts] == [[0, 1, 2, 3], [4], [5, 6, 7, 8, 9, 10]]
 
 
 def test_the_training_module_packs_a_padded_batch_on_the_host() -> None:
