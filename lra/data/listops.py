@@ -243,7 +243,8 @@ class ListOpsDataModule(PaddedTokenDataModule):
     @staticmethod
     def folder_label(directory: Path, rows: dict[str, int]) -> str:
         """Ours (``generate listops`` writes ``generation.json``), the release (its row counts; no public
-        digest of the TSVs is known), or user-supplied TSVs."""
+        digest of the TSVs is known), or user-supplied TSVs. What the data is, not where it lies: the tables
+        split cells by this label, and the records list the files apart."""
         summary = directory / "generation.json"
         if not summary.is_file():
             return provenance.source_label("LRA release listops-1000 TSVs", "ListOps TSVs", rows, RELEASED_ROWS)
@@ -251,7 +252,7 @@ class ListOpsDataModule(PaddedTokenDataModule):
         sizes = generation.get("sizes", {})
         return (
             f"generated with LRA's released listops rules (seed {generation.get('seed')}, "
-            f"{sizes.get('train')}/{sizes.get('val')}/{sizes.get('test')}; {directory})"
+            f"{sizes.get('train')}/{sizes.get('val')}/{sizes.get('test')})"
         )
 
     def describe_source(self) -> dict[str, object]:

@@ -8,6 +8,7 @@ skipped silently).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -79,11 +80,11 @@ def describe_data_source(source: Any) -> str:
     if source is None:
         return "not recorded"
     if isinstance(source, str):
-        return source
+        return _without_folder(source)
     if isinstance(source, dict):
         for key in ("data_source", "label", "description"):  # the data modules' own short label
             if isinstance(source.get(key), str) and source[key]:
-                return source[key]
+                return _without_folder(source[key])
         files = source.get("files")
         if isinstance(files, dict) and files:
             folders = sorted({PurePath(str(p)).parent.name for p in files.values()})
@@ -92,6 +93,15 @@ def describe_data_source(source: Any) -> str:
             if isinstance(source.get(key), str):
                 return "/".join(PurePath(source[key]).parts[-2:])
     return json.dumps(source, sort_keys=True)[:120]
+
+
+# ListOps labels of 2026-12-03 and -04 ended with the generated folder ("...96000/2000/2000; data/raw/listops-
+# generated-4a7df77cfcd9f956)"): where the data lay, which split its runs from the same data's earlier ones
+_GENERATED_FOLDER = re.compile(r"; [^;()]*listops-generated-[0-9a-f]+\)$")
+
+
+def _without_folder(label: str) -> str:
+    return _GENERATED_FOLDER.sub(")", label)
 
 
 def from_record(record: dict[str, Any], origin: str) -> Run:

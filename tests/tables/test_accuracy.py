@@ -175,7 +175,11 @@ def test_missing_runs_folder_says_where(tmp_path: Path) -> None:
     ({"files": {"train": "/d/listops-1000/basic_train.tsv"}, "cache": "/c"}, "listops-1000"),
     ({"cache": "/c", "folder": "/data/raw/lra_release/pathfinder32/curv_contour_length_14"},
      "pathfinder32/curv_contour_length_14"),
-    ("aclImdb folder", "aclImdb folder"), (None, "not recorded")])
+    ("aclImdb folder", "aclImdb folder"), (None, "not recorded"),
+    # the records of 2026-12-03 and -04 named the generated folder: the same data as the earlier runs'
+    ({"data_source": "generated with LRA's released listops rules (seed 0, 96000/2000/2000; "
+                     "data/raw/listops-generated-4a7df77cfcd9f956)"},
+     "generated with LRA's released listops rules (seed 0, 96000/2000/2000)")])
 def test_data_source_labels(source, label: str) -> None:
     assert describe_data_source(source) == label
 
