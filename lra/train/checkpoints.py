@@ -179,8 +179,10 @@ class LastCheckpoint(Checkpoint):
         self.saved_at = time.monotonic()  # when it was written (the start: the first write waits every_s too)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        due = time.monotonic() - self.saved_at >= self.every_s
-        if due and not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        # rank 0's clock decides for every rank: a save that some ranks skip would hang the others at its barrier
+        if trainer.strategy.broadcast(time.monotonic() - self.saved_at >= self.every_s):
             self.save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:

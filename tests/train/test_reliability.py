@@ -283,8 +283,20 @@ def test_last_checkpoint_interval_counts_from_its_last_write(monkeypatch: pytest
     written = []
     monkeypatch.setattr(writer, "save", lambda trainer: (written.append(trainer.global_step),
                                                          setattr(writer, "saved_at", 61.0)))
-    fitting = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn=checkpoints.TrainerFn.FITTING))
+    fitting = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn=checkpoints.TrainerFn.FITTING),
+                              strategy=SimpleNamespace(broadcast=lambda decision: decision))
     for step in (10, 20, 30, 40):
         fitting.global_step = step
         writer.on_validation_end(fitting, None)
     assert written == [20, 40]  # 61 s after the start, then 125 - 61 = 64 s after that write
+
+
+def test_rank_zeros_clock_decides_whether_every_rank_writes_last_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = LastCheckpoint("unused", best=None, every_s=3600)  # this rank's clock: never due
+    written = []
+    monkeypatch.setattr(writer, "save", lambda trainer: written.append(trainer.global_step))
+    rank_zero_due = SimpleNamespace(broadcast=lambda decision: True)
+    trainer = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn=checkpoints.TrainerFn.FITTING),
+                              strategy=rank_zero_due, global_step=10)
+    writer.on_validation_end(trainer, None)
+    assert written == [10]  # else rank 0 would wait at the save's barrier for a rank that never comes
