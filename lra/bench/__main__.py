@@ -2,7 +2,8 @@
 
 ``bench.level`` core, layer, model or loop: the sweep of ``lra.bench.run``. Two levels measure one question
 each, with settings of their own under ``bench.<level>``: ``softmax_padding`` (``lra.bench.softmax_padding``:
-SDPA with a mask against packed FlashAttention varlen) and ``taylorshift_kernels``
+SDPA with a mask against packed FlashAttention varlen), ``sdpa_kernels`` (``lra.bench.sdpa_kernels``: SDPA's
+kernels at each LRA preset's attention shape) and ``taylorshift_kernels``
 (``lra.bench.taylorshift_kernels``: the fused TaylorShift kernels checked, tuned and timed on a CUDA GPU).
 """
 
@@ -19,7 +20,8 @@ from lra.bench import tracking
 from lra.bench.run import config_from, run
 from lra.bench.workloads import LEVELS
 
-OWN_LEVELS = ("softmax_padding", "taylorshift_kernels")  # each the module lra.bench.<level> with run(bench, command)
+# each the module lra.bench.<level> with run(bench, command)
+OWN_LEVELS = ("softmax_padding", "sdpa_kernels", "taylorshift_kernels")
 
 
 def command_line() -> str:
