@@ -6,12 +6,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lra.attention.base import AttentionBackend, causal_mask
 from lra.attention.packing import PackedSequences
 from lra.attention.registry import register
 
 PADDING_PATHS = ("auto", "mask", "varlen")
+# SDPA's kernels a backend can be held to (``kernel``); auto leaves the choice to SDPA (flash first, cuDNN last).
+# ``python -m lra.bench bench.level=sdpa_kernels`` times each at every preset's attention shape.
+SDPA_KERNELS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 FLASH_DTYPES = (torch.float16, torch.bfloat16)
 # From this length auto packs padded batches for FlashAttention varlen: on an H100 (bf16, fwd+bwd, B=32,
 # H=4, real lengths spread over N/4..N) varlen beat the masked SDPA kernel at 4K and 8K (d = 32 and 64)
@@ -58,6 +63,10 @@ class SoftmaxAttention(AttentionBackend):
     (FlashAttention's causal kernel), and so do packed sequences; a padded batch that is not packed takes
     one (B, N, N) boolean mask of the allowed pairs, so ``auto`` keeps the ``mask`` path and
     ``padding=varlen`` is refused.
+
+    ``kernel``: ``auto`` lets SDPA pick its kernel; ``flash``, ``cudnn``, ``efficient`` or ``math`` holds every
+    SDPA call to that one (an error names a shape it cannot take). Packed sequences always run FlashAttention's
+    varlen kernel. The kernels compute the same function; dropout draws its mask differently in each.
     """
 
     complexity = "O(N^2 d)"
@@ -70,20 +79,38 @@ class SoftmaxAttention(AttentionBackend):
         self,
         *,
         padding: str = "auto",
+        kernel: str = "auto",
         **common: Any,
     ):
         super().__init__(**common)
         if padding not in PADDING_PATHS:
             raise ValueError(f"softmax padding={padding!r}; valid: {', '.join(PADDING_PATHS)}")
+        if kernel != "auto" and kernel not in SDPA_KERNELS:
+            raise ValueError(f"softmax kernel={kernel!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
         if self.causal and padding == "varlen":
             raise ValueError("softmax padding=varlen has no causal path; with causal=True use padding=auto or "
                              "padding=mask")
         self.padding = padding
+        self.kernel = kernel
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, padding={self.padding}"
+        return f"{super().extra_repr()}, padding={self.padding}, kernel={self.kernel}"
 
     def forward(self, q, k, v, key_padding_mask=None):
+        if self.kernel == "auto":
+            return self._forward(q, k, v, key_padding_mask)
+        try:
+            with sdpa_kernel(SDPA_KERNELS[self.kernel]):
+                return self._forward(q, k, v, key_padding_mask)
+        except RuntimeError as error:
+            if "No available kernel" not in str(error) and "No viable backend" not in str(error):
+                raise
+            raise RuntimeError(
+                f"softmax kernel={self.kernel} cannot take this call ({q.device}, {q.dtype}, head dim "
+                f"{q.shape[-1]}, {'a padding mask' if key_padding_mask is not None else 'no mask'}, dropout "
+                f"{self.dropout if self.training else 0.0}); use attention.kernel=auto") from None
+
+    def _forward(self, q, k, v, key_padding_mask):
         dropout = self.dropout if self.training else 0.0
         if key_padding_mask is None:
             return _sdpa(q, k, v, dropout_p=dropout, is_causal=self.causal)

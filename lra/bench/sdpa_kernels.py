@@ -3,9 +3,9 @@ attention shape, called as the softmax backend calls them: which kernel its trai
 
 For each preset (``bench.sdpa_kernels.presets``, each ``"NAME key=value ..."``) the shape is the preset's own: its
 batch (twice that for Retrieval's two documents), heads, head dim and full length (CLS included), bf16, without
-padding, as Image and Pathfinder always run. Each kernel of ``bench.sdpa_kernels.kernels`` (``flash``, ``cudnn``,
-``efficient``, ``math``; forced through ``torch.nn.attention.sdpa_kernel``) is timed by ``lra.bench.measure``
-(CUDA events, L2 flushed, median) in three passes:
+padding, as Image and Pathfinder always run. The softmax backend held to each kernel of ``bench.sdpa_kernels.kernels``
+(its ``kernel`` option: ``flash``, ``cudnn``, ``efficient``, ``math``; ``attention.kernel=NAME`` in a run) is timed
+by ``lra.bench.measure`` (CUDA events, L2 flushed, median) in three passes:
 
 * ``train``: forward + backward with the preset's attention dropout, what a training step pays;
 * ``train_p0``: the same without dropout (how much of it dropout costs);
@@ -24,18 +24,16 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import lra.attention
 import lra.data
+from lra.attention.softmax import SDPA_KERNELS
 from lra.bench.loop import parse_entry, train_config
 from lra.bench.measure import Measurement, Settings, Workload, measure
 from lra.bench.run import device_slug, resolve_device
 from lra.model.config import ModelConfig
 from lra.results.files import write_csv
 
-KERNELS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-           "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 PASSES = ("train", "train_p0", "eval")
 COLUMNS = ("device", "torch", "preset", "batch", "heads", "length", "head_dim", "dropout", "pass", "kernel",
            "ms", "vs_flash", "peak_mib", "status", "note")
@@ -66,9 +64,10 @@ def preset_shape(entry: str) -> AttentionShape:
 
 
 def workload(shape: AttentionShape, kernel: str, phase: str, device: torch.device) -> Workload:
-    """One pass of the softmax backend, with its SDPA call forced onto ``kernel``."""
+    """One pass of the softmax backend held to ``kernel``."""
     dropout = shape.dropout if phase == "train" else 0.0
-    backend = lra.attention.create("softmax", num_heads=shape.heads, head_dim=shape.head_dim, dropout=dropout)
+    backend = lra.attention.create("softmax", num_heads=shape.heads, head_dim=shape.head_dim, dropout=dropout,
+                                   kernel=kernel)
     backend.train(phase != "eval")
     generator = torch.Generator(device=device).manual_seed(0)
     q, k, v = (torch.randn(shape.batch, shape.heads, shape.length, shape.head_dim, device=device,
@@ -77,13 +76,12 @@ def workload(shape: AttentionShape, kernel: str, phase: str, device: torch.devic
     grad = torch.randn_like(q)
 
     def step() -> None:
-        with sdpa_kernel(KERNELS[kernel]):
-            if phase == "eval":
-                with torch.no_grad():
-                    backend(q, k, v)
-                return
-            q.grad = k.grad = v.grad = None
-            backend(q, k, v).backward(grad)
+        if phase == "eval":
+            with torch.no_grad():
+                backend(q, k, v)
+            return
+        q.grad = k.grad = v.grad = None
+        backend(q, k, v).backward(grad)
     return Workload(step)
 
 
@@ -105,9 +103,9 @@ def run(bench: Mapping, command: str) -> dict[str, Path]:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     timing = Settings(**bench.get("timing", {}))
     settings = bench["sdpa_kernels"]
-    unknown = [kernel for kernel in settings["kernels"] if kernel not in KERNELS]
+    unknown = [kernel for kernel in settings["kernels"] if kernel not in SDPA_KERNELS]
     if unknown:
-        raise ValueError(f"bench.sdpa_kernels.kernels: unknown {', '.join(unknown)}; valid: {', '.join(KERNELS)}")
+        raise ValueError(f"bench.sdpa_kernels.kernels: unknown {', '.join(unknown)}; valid: {', '.join(SDPA_KERNELS)}")
     kernels = ["flash", *(kernel for kernel in settings["kernels"] if kernel != "flash")]  # flash: the reference
     print(f"{command}\n{device_name}, torch {torch.__version__}, bf16, no padding, median of up to {timing.repeats}")
     rows = []

@@ -18,8 +18,9 @@ IDENTITY_NEUTRAL = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.
                     "trainer.strategy", "trainer.max_time", "trainer.log_every_n_steps", "task.num_workers",
                     "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
                     "checkpoint_every_s",
-                    # speed options that leave what is learned as it is (tests/model/test_packed.py)
-                    "model.compile", "model.unpad")
+                    # speed options that leave what is learned as it is (tests/model/test_packed.py,
+                    # tests/attention/test_baselines.py for the softmax backend's SDPA kernel)
+                    "model.compile", "model.unpad", "attention.kernel")
 
 COMPARISON_NEUTRAL = (*IDENTITY_NEUTRAL,
                       "seed", "preset",  # repeats of a setting; the preset is how the cell is named

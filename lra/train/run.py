@@ -44,10 +44,15 @@ class RunDiverged(Exception):
 
 
 def build_module(cfg: DictConfig, spec: lra.data.TaskSpec) -> LRAModule:
+    """The Lightning module of ``cfg``; a model or backend setting its class refuses is a config error."""
     attention = attention_choice(cfg)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return LRAModule(spec, ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True)), attention.name,
-                     attention.options, optimizer=hydra.utils.instantiate(cfg.optimizer), scheduler=scheduler)
+    try:
+        model = ModelConfig(**OmegaConf.to_container(cfg.model, resolve=True))
+        return LRAModule(spec, model, attention.name, attention.options,
+                         optimizer=hydra.utils.instantiate(cfg.optimizer), scheduler=scheduler)
+    except ValueError as error:  # the backends and ModelConfig name the key, its value and the valid ones
+        raise ConfigError(str(error)) from None
 
 
 def prepare_data(cfg: DictConfig) -> lra.data.LRADataModule:
