@@ -96,6 +96,11 @@ class SoftmaxAttention(AttentionBackend):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, padding={self.padding}, kernel={self.kernel}"
 
+    def form_description(self, length: int, device: torch.device) -> str | None:
+        if self.kernel == "auto":
+            return None
+        return f"SDPA held to its {self.kernel} kernel (packed batches: FlashAttention varlen)"
+
     def forward(self, q, k, v, key_padding_mask=None):
         if self.kernel == "auto":
             return self._forward(q, k, v, key_padding_mask)

@@ -77,6 +77,13 @@ def test_a_taylorshift_record_states_the_form_that_ran_and_its_dropout(workdir: 
     assert form.startswith("PyTorch direct form at N=") and form.endswith("; attention dropout 0.1 on the weights")
 
 
+def test_a_run_held_to_one_sdpa_kernel_says_so_in_its_record(workdir: Path):
+    record = train(compose_train([*TINY_RUN, "logger=none", "attention.kernel=math"]))
+    assert record["status"] == "finished"
+    assert record["efficiency"]["speed"]["attention_form"] == (
+        "SDPA held to its math kernel (packed batches: FlashAttention varlen)")
+
+
 def test_a_bucketed_run_is_recorded_as_such(workdir: Path):
     record = train(compose_train([*TINY_RUN, "logger=none", "task.bucket=true", "task.pad_multiple=8"]))
     assert record["status"] == "finished"
