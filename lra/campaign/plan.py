@@ -9,7 +9,8 @@ here; a record may say it got further on another machine, whose checkpoint this 
 
 Time left is the steps left over the training speed that records measured (``efficiency.steps_per_s``): of
 runs with the same setting (identity up to the seed), else of runs with the same preset, backend and
-sequence length, else with the same task, backend and length under another preset; on a GPU, of those the
+sequence length, else with the same task, backend and length under another preset, else of other backends
+with the same preset and length (a rough guess, better than the default); on a GPU, of those the
 ones that shared it with the fewest other processes, the newest three (median). Training steps only:
 validation, start-up and the tests come on top.
 """
@@ -77,8 +78,11 @@ class Records:
         same_setting = [r for _, setting, r in self.records if setting == wanted]
         similar = [r for _, _, r in self.records if _similar(r, run, same_preset=True)]
         model = [r for _, _, r in self.records if _similar(r, run, same_preset=False)]
+        # other backends train at other speeds, but nearer this run's than the default is (ListOps: 37-56 steps/s)
+        neighbours = [r for _, _, r in self.records if _similar(r, run, same_preset=True, same_backend=False)]
         for records, label in ((same_setting, "same setting"), (similar, "same preset, backend and length"),
-                               (model, "same task, backend and length, another preset")):
+                               (model, "same task, backend and length, another preset"),
+                               (neighbours, "other backends, same preset and length")):
             rates = gpu_rates(records)
             if rates:
                 return Rate(statistics.median(rates), f"{len(rates)} run{'s' * (len(rates) > 1)}, {label}")
@@ -115,10 +119,10 @@ def setting_key(config) -> str:
     return identity_key(unseeded)
 
 
-def _similar(record: dict[str, Any], run: PlannedRun, same_preset: bool) -> bool:
+def _similar(record: dict[str, Any], run: PlannedRun, same_preset: bool, same_backend: bool = True) -> bool:
     task, planned = record["config"].get("task") or {}, run.config.task
     return ((record.get("preset") == run.config.get("preset")) == same_preset
-            and record.get("attention") == run.backend and record.get("task") == planned.name
+            and (record.get("attention") == run.backend) == same_backend and record.get("task") == planned.name
             and task.get("max_length") == planned.get("max_length")
             and task.get("resolution") == planned.get("resolution"))
 

@@ -57,7 +57,8 @@ def test_time_left_uses_the_speed_records_measured_alone_on_a_gpu(workdir: Path,
     states = [state_of(run, records)]
     table = render([run], states, [rate])
     assert "not started  1m07s" in table.splitlines()[1] and "3 steps/s (2 runs, same setting)" in table  # 200 / 3
-    assert records.rate(plan_runs(campaign_dir, ["backends=[linear]"])[0], default=5).source == "default"
+    linear = records.rate(plan_runs(campaign_dir, ["backends=[linear]"])[0], default=5)
+    assert (linear.steps_per_s, linear.source) == (3.0, "2 runs, other backends, same preset and length")
     text = summary([run], states, [rate], 5)
     assert "1 not started" in text and "GPU time left: 1m07s" in text
 
@@ -134,3 +135,23 @@ def test_time_left_falls_back_to_the_newest_runs_of_the_model_under_another_pres
         write_json_atomic(workdir / "results" / "runs" / f"gggg000{number}.json", record)
     rate = Records(workdir / "results" / "runs").rate(run, default=5)
     assert (rate.steps_per_s, rate.source) == (9.0, "3 runs, same task, backend and length, another preset")
+
+
+def test_time_left_falls_back_to_other_backends_of_the_same_preset_before_the_default(workdir: Path,
+                                                                                      campaign_dir: Path) -> None:
+    (run, other) = plan_runs(campaign_dir, ["seeds=[0,1]"])
+    runs_dir = workdir / "results" / "runs"
+    for number, (backend, rate) in enumerate((("performer", 20.0), ("local", 36.0), ("linear", 50.0))):
+        record = write_record(other, f"hhhh000{number}", 40, tested=False, steps_per_s=rate)
+        record.update(attention=backend, updated=f"2026-12-0{number + 1}T00:00:00+0000")
+        record["config"]["attention"] = {"name": backend}
+        write_json_atomic(runs_dir / f"hhhh000{number}.json", record)
+    rate = Records(runs_dir).rate(run, default=5)
+    assert run.backend not in ("performer", "local", "linear")
+    assert (rate.steps_per_s, rate.source) == (36.0, "3 runs, other backends, same preset and length")
+    record = write_record(other, "hhhh0009", 40, tested=False, steps_per_s=99.0)
+    record["config"]["task"]["max_length"] = 17  # another length: not a neighbour
+    record.update(attention="nystrom", updated="2026-12-09T00:00:00+0000")
+    record["config"]["attention"] = {"name": "nystrom"}
+    write_json_atomic(runs_dir / "hhhh0009.json", record)
+    assert Records(runs_dir).rate(run, default=5).steps_per_s == 36.0
