@@ -78,7 +78,7 @@ class Records:
         same_setting = [r for _, setting, r in self.records if setting == wanted]
         similar = [r for _, _, r in self.records if _similar(r, run, same_preset=True)]
         model = [r for _, _, r in self.records if _similar(r, run, same_preset=False)]
-        # other backends train at other speeds, but nearer this run's than the default is (ListOps: 37-56 steps/s)
+        # other backends train at other speeds, but nearer to this run's than a fixed default is
         neighbours = [r for _, _, r in self.records if _similar(r, run, same_preset=True, same_backend=False)]
         for records, label in ((same_setting, "same setting"), (similar, "same preset, backend and length"),
                                (model, "same task, backend and length, another preset"),
