@@ -13,7 +13,7 @@ from lra.attention.packing import PackedSequences
 from lra.attention.registry import register
 
 PADDING_PATHS = ("auto", "mask", "varlen")
-# SDPA's kernels a backend can be held to (``kernel``); auto leaves the choice to SDPA (flash first, cuDNN last).
+# SDPA's kernels a backend can be held to (``sdpa``); auto leaves the choice to SDPA (flash first, cuDNN last).
 # ``python -m lra.bench bench.level=sdpa_kernels`` times each at every preset's attention shape.
 SDPA_KERNELS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
                 "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
@@ -64,7 +64,7 @@ class SoftmaxAttention(AttentionBackend):
     one (B, N, N) boolean mask of the allowed pairs, so ``auto`` keeps the ``mask`` path and
     ``padding=varlen`` is refused.
 
-    ``kernel``: ``auto`` lets SDPA pick its kernel; ``flash``, ``cudnn``, ``efficient`` or ``math`` holds every
+    ``sdpa``: ``auto`` lets SDPA pick its kernel; ``flash``, ``cudnn``, ``efficient`` or ``math`` holds every
     SDPA call to that one (an error names a shape it cannot take). Packed sequences always run FlashAttention's
     varlen kernel. The kernels compute the same function; dropout draws its mask differently in each.
     """
@@ -79,41 +79,41 @@ class SoftmaxAttention(AttentionBackend):
         self,
         *,
         padding: str = "auto",
-        kernel: str = "auto",
+        sdpa: str = "auto",
         **common: Any,
     ):
         super().__init__(**common)
         if padding not in PADDING_PATHS:
             raise ValueError(f"softmax padding={padding!r}; valid: {', '.join(PADDING_PATHS)}")
-        if kernel != "auto" and kernel not in SDPA_KERNELS:
-            raise ValueError(f"softmax kernel={kernel!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
+        if sdpa != "auto" and sdpa not in SDPA_KERNELS:
+            raise ValueError(f"softmax sdpa={sdpa!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
         if self.causal and padding == "varlen":
             raise ValueError("softmax padding=varlen has no causal path; with causal=True use padding=auto or "
                              "padding=mask")
         self.padding = padding
-        self.kernel = kernel
+        self.sdpa = sdpa
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, padding={self.padding}, kernel={self.kernel}"
+        return f"{super().extra_repr()}, padding={self.padding}, sdpa={self.sdpa}"
 
     def form_description(self, length: int, device: torch.device) -> str | None:
-        if self.kernel == "auto":
+        if self.sdpa == "auto":
             return None
-        return f"SDPA held to its {self.kernel} kernel (packed batches: FlashAttention varlen)"
+        return f"SDPA held to its {self.sdpa} kernel (packed batches: FlashAttention varlen)"
 
     def forward(self, q, k, v, key_padding_mask=None):
-        if self.kernel == "auto":
+        if self.sdpa == "auto":
             return self._forward(q, k, v, key_padding_mask)
         try:
-            with sdpa_kernel(SDPA_KERNELS[self.kernel]):
+            with sdpa_kernel(SDPA_KERNELS[self.sdpa]):
                 return self._forward(q, k, v, key_padding_mask)
         except RuntimeError as error:
             if "No available kernel" not in str(error) and "No viable backend" not in str(error):
                 raise
             raise RuntimeError(
-                f"softmax kernel={self.kernel} cannot take this call ({q.device}, {q.dtype}, head dim "
+                f"softmax sdpa={self.sdpa} cannot take this call ({q.device}, {q.dtype}, head dim "
                 f"{q.shape[-1]}, {'a padding mask' if key_padding_mask is not None else 'no mask'}, dropout "
-                f"{self.dropout if self.training else 0.0}); use attention.kernel=auto") from None
+                f"{self.dropout if self.training else 0.0}); use attention.sdpa=auto") from None
 
     def _forward(self, q, k, v, key_padding_mask):
         dropout = self.dropout if self.training else 0.0

@@ -4,7 +4,7 @@ attention shape, called as the softmax backend calls them: which kernel its trai
 For each preset (``bench.sdpa_kernels.presets``, each ``"NAME key=value ..."``) the shape is the preset's own: its
 batch (twice that for Retrieval's two documents), heads, head dim and full length (CLS included), bf16, without
 padding, as Image and Pathfinder always run. The softmax backend held to each kernel of ``bench.sdpa_kernels.kernels``
-(its ``kernel`` option: ``flash``, ``cudnn``, ``efficient``, ``math``; ``attention.kernel=NAME`` in a run) is timed
+(its ``sdpa`` option: ``flash``, ``cudnn``, ``efficient``, ``math``; ``attention.sdpa=NAME`` in a run) is timed
 by ``lra.bench.measure`` (CUDA events, L2 flushed, median) in three passes:
 
 * ``train``: forward + backward with the preset's attention dropout, what a training step pays;
@@ -67,7 +67,7 @@ def workload(shape: AttentionShape, kernel: str, phase: str, device: torch.devic
     """One pass of the softmax backend held to ``kernel``."""
     dropout = shape.dropout if phase == "train" else 0.0
     backend = lra.attention.create("softmax", num_heads=shape.heads, head_dim=shape.head_dim, dropout=dropout,
-                                   kernel=kernel)
+                                   sdpa=kernel)
     backend.train(phase != "eval")
     generator = torch.Generator(device=device).manual_seed(0)
     q, k, v = (torch.randn(shape.batch, shape.heads, shape.length, shape.head_dim, device=device,

@@ -19,8 +19,10 @@ IDENTITY_NEUTRAL = ("ckpt_path", "run_id", "logger", "paths", "hydra", "trainer.
                     "task.eval_batch_size", "test_after_fit", "progress_refresh_steps", "measure_warmup_steps",
                     "checkpoint_every_s",
                     # speed options that leave what is learned as it is (tests/model/test_packed.py,
-                    # tests/attention/test_baselines.py for the softmax backend's SDPA kernel)
-                    "model.compile", "model.unpad", "attention.kernel")
+                    # tests/attention/test_baselines.py for the softmax backend's SDPA kernel). An attention key
+                    # is neutral for every backend: one that names what another backend computes must not be here
+                    # (the Performer's attention.kernel picks its features)
+                    "model.compile", "model.unpad", "attention.sdpa")
 
 COMPARISON_NEUTRAL = (*IDENTITY_NEUTRAL,
                       "seed", "preset",  # repeats of a setting; the preset is how the cell is named

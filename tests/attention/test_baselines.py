@@ -35,7 +35,7 @@ def test_softmax_held_to_one_sdpa_kernel_computes_the_same_function(kernel: str)
     torch.manual_seed(21)
     q, k, v = qkv(2, 3, 19, 8)
     mask = suffix_padding([19, 7], 19)
-    held, auto = build("softmax", {"kernel": kernel}), build("softmax", {})
+    held, auto = build("softmax", {"sdpa": kernel}), build("softmax", {})
     torch.testing.assert_close(held(q, k, v), auto(q, k, v), rtol=1e-5, atol=1e-5)
     if kernel == "math":  # the kernel every device has for a padding mask
         torch.testing.assert_close(real_rows(held(q, k, v, key_padding_mask=mask), mask),
@@ -44,11 +44,11 @@ def test_softmax_held_to_one_sdpa_kernel_computes_the_same_function(kernel: str)
 
 def test_softmax_held_to_a_kernel_that_cannot_run_says_so_in_one_line():
     q, k, v = qkv(1, 2, 8, 4)  # on the CPU, where cuDNN has no kernel
-    with pytest.raises(RuntimeError, match=r"softmax kernel=cudnn cannot take this call \(cpu, torch.float32, "
-                                           r"head dim 4, no mask, dropout 0.0\); use attention.kernel=auto"):
-        build("softmax", {"kernel": "cudnn"})(q, k, v)
-    with pytest.raises(ValueError, match="softmax kernel='fastest'; valid: auto, flash, cudnn, efficient, math"):
-        build("softmax", {"kernel": "fastest"})
+    with pytest.raises(RuntimeError, match=r"softmax sdpa=cudnn cannot take this call \(cpu, torch.float32, "
+                                           r"head dim 4, no mask, dropout 0.0\); use attention.sdpa=auto"):
+        build("softmax", {"sdpa": "cudnn"})(q, k, v)
+    with pytest.raises(ValueError, match="softmax sdpa='fastest'; valid: auto, flash, cudnn, efficient, math"):
+        build("softmax", {"sdpa": "fastest"})
 
 
 def test_softmax_varlen_explains_why_it_cannot_run_here():

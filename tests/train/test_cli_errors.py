@@ -31,7 +31,7 @@ def short_error(capsys) -> str:
     ("trainer.val_check_interval=abc", "Invalid time format for `val_check_interval`: 'abc'"),
     ("+attenton=performer", "attenton: no such key; did you mean attention?"),
     ("+model.d_modle=64", "model has no key(s) d_modle (did you mean d_model?); valid keys: attention_dropout"),
-    ("attention.kernel=fastest", "softmax kernel='fastest'; valid: auto, flash, cudnn, efficient, math"),
+    ("attention.sdpa=fastest", "softmax sdpa='fastest'; valid: auto, flash, cudnn, efficient, math"),
     ("model.pooling=max", "model.pooling='max'; valid: cls, mean"),
 ])
 def test_a_bad_value_is_one_message_and_no_record(workdir: Path, capsys, override: str, expected: str) -> None:

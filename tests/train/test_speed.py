@@ -78,7 +78,7 @@ def test_a_taylorshift_record_states_the_form_that_ran_and_its_dropout(workdir: 
 
 
 def test_a_run_held_to_one_sdpa_kernel_says_so_in_its_record(workdir: Path):
-    record = train(compose_train([*TINY_RUN, "logger=none", "attention.kernel=math"]))
+    record = train(compose_train([*TINY_RUN, "logger=none", "attention.sdpa=math"]))
     assert record["status"] == "finished"
     assert record["efficiency"]["speed"]["attention_form"] == (
         "SDPA held to its math kernel (packed batches: FlashAttention varlen)")
