@@ -32,6 +32,7 @@ from lra.bench.loop import parse_entry, train_config
 from lra.bench.measure import Measurement, Settings, Workload, measure
 from lra.bench.run import device_slug, resolve_device
 from lra.model.config import ModelConfig
+from lra.results.environment import describe_device
 from lra.results.files import write_csv
 
 PASSES = ("train", "train_p0", "eval")
@@ -100,7 +101,7 @@ def _row(device_name: str, shape: AttentionShape, phase: str, kernel: str, resul
 def run(bench: Mapping, command: str) -> dict[str, Path]:
     """Measure every preset x pass x kernel; print the table, write the CSV; returns the path written."""
     device = resolve_device(str(bench["device"]))
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    device_name = describe_device(device)
     timing = Settings(**bench.get("timing", {}))
     settings = bench["sdpa_kernels"]
     unknown = [kernel for kernel in settings["kernels"] if kernel not in SDPA_KERNELS]

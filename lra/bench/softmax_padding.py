@@ -21,6 +21,7 @@ import torch
 import lra.attention
 from lra.bench.measure import Measurement, Settings, Workload, measure
 from lra.bench.run import device_slug, resolve_device
+from lra.results.environment import describe_device
 from lra.results.files import write_csv
 
 PATHS = ("unpadded", "mask", "varlen")
@@ -84,7 +85,7 @@ def _row(device_name: str, shape: tuple[int, int, int, int], path: str, result: 
 def run(bench: Mapping, command: str) -> dict[str, Path]:
     """Measure every length x head dim x path; print the table, write the CSV; returns the path written."""
     device = resolve_device(str(bench["device"]))
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    device_name = describe_device(device)
     timing = Settings(**bench.get("timing", {}))
     head_dims = bench["head_dim"] if isinstance(bench["head_dim"], list) else [bench["head_dim"]]
     print(f"{command}\n{device_name}, torch {torch.__version__}, B={bench['batch_size']}, H={bench['heads']}, bf16, "
