@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Mapping
 from types import ModuleType
@@ -24,14 +23,21 @@ FUSED_CROSSOVER = {32: 3062, 64: 6853}
 IMPLS = ("auto", "torch", "triton")
 
 
-@functools.cache
+# A plain memo rather than functools.cache: torch.compile traces through the cache wrapper, with a warning.
+_KERNELS: dict[str, ModuleType | ImportError] = {}
+
+
 def _kernels() -> ModuleType | ImportError:
-    """``lra.attention.kernels`` (the fused Triton kernels), or the ImportError that hides it."""
-    try:
-        import lra.attention.kernels as kernels
-    except ImportError as error:  # the kernel modules are absent on this branch
-        return error
-    return kernels if kernels.TRITON_AVAILABLE else ImportError("no module named 'triton'")
+    """``lra.attention.kernels`` (the fused Triton kernels), or the ImportError that hides it; imported on first use,
+    so that Triton is imported only where a TaylorShift backend runs."""
+    if "module" not in _KERNELS:
+        try:
+            import lra.attention.kernels as kernels
+        except ImportError as error:  # the kernel modules are absent on this branch
+            _KERNELS["module"] = error
+        else:
+            _KERNELS["module"] = kernels if kernels.TRITON_AVAILABLE else ImportError("no module named 'triton'")
+    return _KERNELS["module"]
 
 
 def _why_no_kernel(device: torch.device, dtype: torch.dtype) -> str | None:

@@ -10,6 +10,7 @@ projection, as the model passes them.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -149,6 +150,43 @@ def test_dropout_drops_afresh_each_call_and_keeps_the_expectation_under_interpre
     assert (dropped.mean(0) - kept).norm() / kept.norm() < 0.5 * spread  # about spread / 4 for 16 draws
 
 
+@interpreter
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_the_compiled_call_keeps_the_kernels_in_one_graph_and_matches_eager_under_interpreter(padded):
+    """Under torch.compile the kernels run as the custom ops (an autograd.Function that launches Triton kernels
+    would break the graph, fullgraph refuses that): the same outputs and gradients, bit for bit."""
+    q, k, v, tau = packed_inputs(2, 3, 40, 8, torch.float32, "cpu", seed=5)
+    mask = suffix_mask(2, 40, "cpu") if padded else None
+    dout = torch.randn(2, 3, 40, 8)
+
+    def call(*inputs):
+        return td.fused_direct_taylorshift(*inputs, mask, config=TINY)
+
+    torch._dynamo.reset()
+    results = []
+    for function in (call, torch.compile(call, fullgraph=True, backend="aot_eager")):
+        inputs = [t.detach().clone().requires_grad_() for t in (q, k, v, tau)]
+        out = function(*inputs)
+        out.backward(dout)
+        results.append([out, *(x.grad for x in inputs)])
+    for eager, compiled in zip(*results, strict=True):
+        assert torch.equal(eager, compiled)
+
+
+@interpreter
+def test_the_custom_ops_pass_torchs_own_checks_under_interpreter():
+    """Schema, fake (meta) outputs of the same shapes and strides, autograd registration, AOT dispatch."""
+    q, k, v, tau = (t.detach().requires_grad_() for t in packed_inputs(2, 2, 24, 8, torch.float32, "cpu"))
+    mask = suffix_mask(2, 24, "cpu").view(torch.uint8)
+    constants = (0.5, 1.0, 1.0, 0.0)
+    forward = (q, k, v, tau, mask, None, *constants, True, runtime.config_fields(TINY))
+    torch.library.opcheck(torch.ops.lra.taylorshift_direct, forward)
+    out, inv_l, rscale = torch.ops.lra.taylorshift_direct(*forward)
+    backward = (*(t.detach() for t in (q, k, v, tau)), mask, None, out.detach(), inv_l, rscale,
+                torch.randn_like(out), *constants, runtime.config_fields(TINY))  # no double backward
+    torch.library.opcheck(torch.ops.lra.taylorshift_direct_backward, backward)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"v": torch.randn(1, 2, 9, 4)}, "expects q and k of one shape"),
@@ -256,3 +294,58 @@ def test_the_backend_passes_its_temperature_mask_scaling_and_dropout_to_the_kern
     assert calls == [0.0]
     for fused, reference in zip(results["triton"], results["torch"], strict=True):
         assert (fused - reference).norm() / reference.norm() < 1e-5
+
+
+@interpreter
+@pytest.mark.parametrize("mode", ["direct", "efficient"])
+def test_the_compiled_backend_runs_its_kernel_in_one_graph_under_interpreter(monkeypatch, mode):
+    """The whole backend (form choice, normalisation, temperature, output factor) compiles without a graph break
+    or a warning of Dynamo's, and computes what it computes eager."""
+    import lra.attention
+
+    backend = lra.attention.create("taylorshift", num_heads=3, head_dim=16, mode=mode, impl="triton")
+    monkeypatch.setattr(type(backend), "_use_kernel", lambda self, q: True)  # CUDA only: forced onto the interpreter
+    q, k, v, _ = packed_inputs(2, 3, 40, 16, torch.float32, "cpu", seed=6)
+    mask = suffix_mask(2, 40, "cpu")
+    torch._dynamo.reset()
+    results = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for function in (backend, torch.compile(backend, fullgraph=True, backend="aot_eager")):
+            backend.temperature.grad = None
+            inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+            out = function(*inputs, key_padding_mask=mask)
+            out.masked_fill(mask[:, None, :, None], 0.0).sum().backward()
+            results.append([out, *(x.grad for x in inputs), backend.temperature.grad])
+    assert not [w for w in caught if "Dynamo" in str(w.message)]  # e.g. tracing through a functools.cache
+    for eager, compiled in zip(*results, strict=True):
+        assert (eager - compiled).norm() <= 1e-6 * eager.norm()
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["direct", "efficient"])
+def test_cuda_graphs_replay_the_backends_kernels_and_match_eager_on_gpu(mode):
+    """model.compile=reduce-overhead captures the kernels in CUDA graphs: replays give eager's outputs and
+    gradients (up to the rounding of the normalisation, which the compiled graph fuses differently)."""
+    import lra.attention
+
+    backend = lra.attention.create("taylorshift", num_heads=4, head_dim=32, mode=mode, impl="triton").cuda()
+    q, k, v, _ = packed_inputs(4, 4, 1000, 32, torch.bfloat16, "cuda", seed=7)
+    mask = suffix_mask(4, 1000, "cuda")
+    dout = torch.randn_like(v)
+
+    def step(function):
+        backend.temperature.grad = None
+        inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        out = function(*inputs, key_padding_mask=mask)
+        out.backward(dout)
+        return [t.detach().float().clone() for t in (out, *(x.grad for x in inputs), backend.temperature.grad)]
+
+    torch._dynamo.reset()
+    eager = step(backend)
+    compiled = torch.compile(backend, mode="reduce-overhead", fullgraph=True)
+    for _ in range(3):  # warm-up, capture, replay
+        replayed = step(compiled)
+    for reference, result in zip(eager, replayed, strict=True):
+        assert (reference - result).norm() <= 2e-2 * reference.norm()

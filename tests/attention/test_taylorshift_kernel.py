@@ -110,6 +110,43 @@ def test_half_precision_under_interpreter():
     assert max(errors.values()) < 1e-2, errors
 
 
+@interpreter
+def test_the_compiled_call_keeps_the_kernels_in_one_graph_and_matches_eager_under_interpreter():
+    """Under torch.compile the kernels run as the custom ops: the same outputs and gradients, bit for bit."""
+    q, k, v, dout = make_inputs(2, 1, 37, 16, 16, torch.float32, "cpu", seed=4)
+    mask = padding_mask(2, 37, "cpu")
+
+    def call(*inputs):
+        return ts.fused_taylorshift(*inputs, mask, config=tiny(16, split_rows=16))
+
+    torch._dynamo.reset()
+    results = []
+    for function in (call, torch.compile(call, fullgraph=True, backend="aot_eager")):
+        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = function(*inputs)
+        out.backward(dout)
+        results.append([out, *(x.grad for x in inputs)])
+    for eager, compiled in zip(*results, strict=True):
+        assert torch.equal(eager, compiled)
+
+
+@interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_the_custom_ops_pass_torchs_own_checks_under_interpreter(dtype):
+    """Schema, fake (meta) outputs of the same shapes, strides and dtypes (S2 in half precision beside half
+    inputs), autograd registration, AOT dispatch."""
+    q, k, v, dout = (t.reshape(2, 20, 16) for t in make_inputs(2, 1, 20, 16, 16, dtype, "cpu", seed=5))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    mask = padding_mask(2, 20, "cpu").to(torch.uint8)
+    fields = runtime.config_fields(tiny(16))
+    forward = (q, k, v, mask, 1, 0.5, 1.0, 1.0, fields)
+    torch.library.opcheck(torch.ops.lra.taylorshift_efficient, forward)
+    out, den, s2, low = torch.ops.lra.taylorshift_efficient(*forward)
+    backward = (*(t.detach() for t in (q, k, v)), mask, out.detach(), den, s2, low, dout, 1, 0.5, 1.0, 1.0,
+                fields)  # no double backward
+    torch.library.opcheck(torch.ops.lra.taylorshift_efficient_backward, backward)
+
+
 @pytest.mark.parametrize(
     ("shapes", "dtypes", "mask_shape", "message"),
     [

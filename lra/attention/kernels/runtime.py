@@ -6,7 +6,9 @@ first imported, whichever kernel module a caller imports first.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import TypeVar
 
 import torch
 
@@ -66,6 +68,22 @@ def float32_precision(dtype: torch.dtype) -> str:
     """How float32 products run: exactly for float32 inputs; in tf32 (10-bit mantissa) beside half-precision
     inputs, where the products that matter run in the inputs' own precision."""
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+Config = TypeVar("Config")
+
+
+def config_fields(config: object) -> list[int]:
+    """A kernel tiling (a dataclass of ints, bools and optional ints) as the int list a custom op's schema takes;
+    an absent value as -1, which no tile size, warp count or row count can be."""
+    return [-1 if value is None else int(value) for value in dataclasses.astuple(config)]
+
+
+def config_from_fields(cls: type[Config], values: list[int]) -> Config:
+    """The tiling ``config_fields`` wrote."""
+    fields = dataclasses.fields(cls)
+    return cls(**{field.name: None if value == -1 else bool(value) if isinstance(field.default, bool) else value
+                  for field, value in zip(fields, values, strict=True)})
 
 
 def tiles(n: int, size: int) -> int:

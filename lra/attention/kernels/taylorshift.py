@@ -40,6 +40,8 @@ import torch
 from lra.attention.kernels.runtime import (
     SUPPORTED_DTYPES,
     TRITON_AVAILABLE,
+    config_fields,
+    config_from_fields,
     float32_precision,
     interpreter_ready,
     launch,
@@ -392,7 +394,7 @@ def _summary(
     rows = _rows_per_summary_program(n, bh, len(pairs) + 1, config, x.device)
     splits = math.ceil(n / rows)
     atomic = splits > 1
-    s2_dtype = x.dtype if config.half_summary else torch.float32
+    s2_dtype = _summary_dtype(x, config)
     alloc = torch.zeros if atomic else torch.empty
     s2 = alloc((bh, d * d, e), device=x.device, dtype=torch.float32 if atomic else s2_dtype)
     low = alloc((bh, _low_size(d, e)), device=x.device, dtype=torch.float32)
@@ -406,46 +408,112 @@ def _summary(
     return s2.to(s2_dtype), low
 
 
+def _summary_dtype(x: torch.Tensor, config: KernelConfig) -> torch.dtype:
+    return x.dtype if config.half_summary else torch.float32
+
+
+def _scale(n: int) -> float:
+    """sigma = 2^-ceil(log2 N), which scales every summary (module docstring)."""
+    return 2.0 ** -math.ceil(math.log2(n))
+
+
+def _forward(q, k, v, mask, heads, a, b, c, config):
+    """The forward launches: (out, the denominators, the summary S2 and its small parts), the last three for the
+    backward."""
+    bh, n, d = q.shape
+    e = v.shape[2]
+    s2, low = _summary(k, v, None, mask, heads, _scale(n), config)
+    out = torch.empty_like(v)
+    den = torch.empty((bh, n), device=q.device, dtype=torch.float32)
+    constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
+                     PREC=float32_precision(q.dtype))
+    launch(_forward_kernel, (tiles(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
+           config.warps, config.stages)
+    return out, den, s2, low
+
+
+def _backward(q, k, v, mask, out, den, s2, low, dout, heads, a, b, c, config):
+    """The backward launches: (dq, dk, dv)."""
+    bh, n, d = q.shape
+    e = v.shape[2]
+    dout = dout.contiguous()
+    prec = float32_precision(q.dtype)
+    grid = (tiles(n, config.rows), bh)
+    g = torch.empty_like(v)
+    g_t = torch.empty((bh, n), device=q.device, dtype=torch.float32)
+    dq = torch.empty_like(q)
+    constants = dict(D=d, E=e, BLOCK_N=config.rows, GB=config.query_grad_block, PREC=prec)
+    launch(_backward_query_kernel, grid, (q, dout, out, den, s2, low, g, g_t, dq, n, a, b), constants,
+           config.warps, config.stages)
+    ds2, dlow = _summary(q, g, g_t, None, heads, _scale(n), config)
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
+                     GB=config.key_grad_block, HAS_MASK=mask is not None, PREC=prec)
+    args = (k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c)
+    launch(_backward_key_kernel, grid, args, constants, config.warps, config.stages)
+    return dq, dk, dv
+
+
 class _FusedTaylorShift(torch.autograd.Function):
+    """The eager path: an autograd.Function costs the host less per call than the custom op (``_efficient_op``)."""
+
     @staticmethod
     def forward(ctx, q, k, v, mask, heads, a, b, c, config):
-        bh, n, d = q.shape
-        e = v.shape[2]
-        sigma = 2.0 ** -math.ceil(math.log2(n))
-        s2, low = _summary(k, v, None, mask, heads, sigma, config)
-        out = torch.empty_like(v)
-        den = torch.empty((bh, n), device=q.device, dtype=torch.float32)
-        constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
-                         PREC=float32_precision(q.dtype))
-        launch(_forward_kernel, (tiles(n, config.rows), bh), (q, s2, low, out, den, n, a, b, c), constants,
-                config.warps, config.stages)
+        out, den, s2, low = _forward(q, k, v, mask, heads, a, b, c, config)
         ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
-        ctx.constants = (heads, a, b, c, sigma, config)
+        ctx.constants = (heads, a, b, c, config)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        q, k, v, mask, out, den, s2, low = ctx.saved_tensors
-        heads, a, b, c, sigma, config = ctx.constants
-        bh, n, d = q.shape
-        e = v.shape[2]
-        dout = dout.contiguous()
-        prec = float32_precision(q.dtype)
-        grid = (tiles(n, config.rows), bh)
-        g = torch.empty_like(v)
-        g_t = torch.empty((bh, n), device=q.device, dtype=torch.float32)
-        dq = torch.empty_like(q)
-        constants = dict(D=d, E=e, BLOCK_N=config.rows, GB=config.query_grad_block, PREC=prec)
-        launch(_backward_query_kernel, grid, (q, dout, out, den, s2, low, g, g_t, dq, n, a, b), constants,
-                config.warps, config.stages)
-        ds2, dlow = _summary(q, g, g_t, None, heads, sigma, config)
-        dk = torch.empty_like(k)
-        dv = torch.empty_like(v)
-        constants = dict(D=d, E=e, BLOCK_N=config.rows, BM=config.block_m, BN2=config.block_n,
-                         GB=config.key_grad_block, HAS_MASK=mask is not None, PREC=prec)
-        args = (k, v, mask if mask is not None else k, ds2, dlow, dk, dv, n, heads, a, b, c)
-        launch(_backward_key_kernel, grid, args, constants, config.warps, config.stages)
-        return dq, dk, dv, None, None, None, None, None, None
+        return *_backward(*ctx.saved_tensors, dout, *ctx.constants), None, None, None, None, None, None
+
+
+# The compiled path, as in taylorshift_direct.py: custom ops that torch.compile keeps whole in its graph, so that
+# CUDA graphs capture the kernels with the rest of the step.
+@torch.library.custom_op("lra::taylorshift_efficient", mutates_args=())
+def _efficient_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, heads: int,
+                  a: float, b: float, c: float,
+                  config: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _forward(q, k, v, mask, heads, a, b, c, config_from_fields(KernelConfig, config))
+
+
+@_efficient_op.register_fake
+def _(q, k, v, mask, heads, a, b, c, config):
+    bh, n, d = q.shape
+    s2_dtype = _summary_dtype(k, config_from_fields(KernelConfig, config))
+    return (torch.empty_like(v), q.new_empty((bh, n), dtype=torch.float32),
+            q.new_empty((bh, d * d, v.shape[2]), dtype=s2_dtype), q.new_empty((bh, _low_size(d, v.shape[2])),
+                                                                              dtype=torch.float32))
+
+
+@torch.library.custom_op("lra::taylorshift_efficient_backward", mutates_args=())
+def _efficient_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                           out: torch.Tensor, den: torch.Tensor, s2: torch.Tensor, low: torch.Tensor,
+                           dout: torch.Tensor, heads: int, a: float, b: float, c: float,
+                           config: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _backward(q, k, v, mask, out, den, s2, low, dout, heads, a, b, c, config_from_fields(KernelConfig, config))
+
+
+@_efficient_backward_op.register_fake
+def _(q, k, v, mask, out, den, s2, low, dout, heads, a, b, c, config):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _efficient_op_context(ctx, inputs, output) -> None:
+    q, k, v, mask, heads, a, b, c, config = inputs
+    out, den, s2, low = output
+    ctx.mark_non_differentiable(den, s2, low)
+    ctx.save_for_backward(q, k, v, mask, out, den, s2, low)
+    ctx.constants = (heads, a, b, c, config)
+
+
+def _efficient_op_backward(ctx, dout, *_):
+    return *_efficient_backward_op(*ctx.saved_tensors, dout, *ctx.constants), None, None, None, None, None, None
+
+
+_efficient_op.register_autograd(_efficient_op_backward, setup_context=_efficient_op_context)
 
 
 def _as_rows(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -498,10 +566,12 @@ def fused_taylorshift(
     mask = None
     if key_padding_mask is not None:
         mask = key_padding_mask.to(device=q_hat.device, dtype=torch.uint8).contiguous()
-    out = _FusedTaylorShift.apply(
-        _as_rows(q_hat, width), _as_rows(k_hat, width), _as_rows(v, width_v), mask, heads,
-        float(a), float(b), float(c), config,
-    )
+    args = (_as_rows(q_hat, width), _as_rows(k_hat, width), _as_rows(v, width_v), mask, heads,
+            float(a), float(b), float(c))
+    if torch.compiler.is_compiling():
+        out = _efficient_op(*args, config_fields(config))[0]
+    else:
+        out = _FusedTaylorShift.apply(*args, config)
     return out.reshape(batch, heads, n, width_v)[..., :d_v]
 
 

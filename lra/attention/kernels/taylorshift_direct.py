@@ -34,6 +34,8 @@ import torch
 from lra.attention.kernels.runtime import (
     SUPPORTED_DTYPES,
     TRITON_AVAILABLE,
+    config_fields,
+    config_from_fields,
     float32_precision,
     interpreter_ready,
     launch,
@@ -327,57 +329,124 @@ def _normalized(q: torch.Tensor, k: torch.Tensor, tau: torch.Tensor) -> tuple[to
     return qn, kn
 
 
+def _forward(q, k, v, tau, mask, seed, a, b, c, p, normalized, config):
+    """The forward launches: (out, the row sums' reciprocals, the output factors), the last two for the backward."""
+    batch, heads, n, _ = q.shape
+    qn, kn = _normalized(q, k, tau)
+    out, inv_l, rscale = _forward_outputs(q, v)
+    constants = dict(**_sizes(q, v), BLOCK_M=config.forward_queries, BLOCK_N=config.forward_keys,
+                     HAS_MASK=mask is not None, DROPOUT=p > 0, NORMALIZED=normalized)
+    args = (qn, kn, v, _or(mask, q), _or(seed, q), out, inv_l, rscale, *_strides(v), *_strides(out),
+            n, heads, a, b, c, p, 1 / (1 - p), 1.0 / q.shape[-1])
+    grid = (tiles(n, config.forward_queries), batch * heads)
+    launch(_forward_kernel, grid, args, constants, config.forward_warps, config.stages)
+    return out, inv_l, rscale
+
+
+def _forward_outputs(q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The forward's outputs, unfilled: out as a (B, H, N, d_v) view of (B, N, H, d_v) memory, two (B H, N)."""
+    batch, heads, n, _ = q.shape
+    out = torch.empty(batch, n, heads, v.shape[-1], dtype=v.dtype, device=v.device).transpose(1, 2)
+    inv_l = torch.empty(batch * heads, n, dtype=torch.float32, device=q.device)
+    return out, inv_l, torch.empty_like(inv_l)
+
+
+def _backward(q, k, v, tau, mask, seed, out, inv_l, rscale, dout, a, b, c, p, config):
+    """The backward launches: (dq, dk, dv, dtau)."""
+    batch, heads, n, _ = q.shape
+    if dout.stride(-1) != 1:
+        dout = dout.contiguous()
+    qn, kn = _normalized(q, k, tau)
+    common = dict(**_sizes(q, v), HAS_MASK=mask is not None, DROPOUT=p > 0)
+    dq, dk, dv, _ = _backward_outputs(q, k, v, tau)
+    delta = torch.empty_like(inv_l)
+    query_tiles = tiles(n, config.query_grad_queries)
+    dtau = torch.empty(batch * heads, query_tiles, dtype=torch.float32, device=q.device)
+    masked, seeded = _or(mask, q), _or(seed, q)
+    atomic = config.atomic_query_grad and not torch.are_deterministic_algorithms_enabled()
+    g = torch.zeros(batch * heads, n, qn.shape[-1], dtype=torch.float32, device=q.device) if atomic else qn
+    query_args = (q, qn, kn, v, tau, masked, seeded, out, dout, inv_l, rscale, dq, delta, dtau, g,
+                  *_strides(q), *_strides(v), *_strides(out), *_strides(dout), *_strides(dq),
+                  n, heads, a, b, c, p, 1 / (1 - p))
+    query_constants = dict(common, BLOCK_M=config.query_grad_queries, BLOCK_N=config.query_grad_keys)
+    launch(_query_grad_kernel, (query_tiles, batch * heads), query_args, dict(query_constants, PHASE=int(atomic)),
+           config.backward_warps, config.stages)
+    args = (k, qn, kn, v, masked, seeded, dout, inv_l, delta, dk, dv, g,
+            *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
+            n, heads, a, b, c, p, 1 / (1 - p))
+    launch(_key_grad_kernel, (tiles(n, config.key_grad_keys), batch * heads), args,
+           dict(common, BLOCK_N=config.key_grad_keys, BLOCK_M=config.key_grad_queries, ATOMIC_DQ=atomic),
+           config.backward_warps, config.stages)
+    if atomic:
+        launch(_query_grad_kernel, (query_tiles, batch * heads), query_args, dict(query_constants, PHASE=2),
+               config.backward_warps, config.stages)
+    return dq, dk, dv, dtau.view(batch, heads, query_tiles).sum((0, 2)).to(tau.dtype)
+
+
+def _backward_outputs(q, k, v, tau) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward's outputs, unfilled: gradients shaped (and strided) as q, k, v and tau."""
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(tau)
+
+
 class _FusedDirect(torch.autograd.Function):
+    """The eager path: an autograd.Function costs the host less per call than the custom op (``_direct_op``)."""
+
     @staticmethod
     def forward(ctx, q, k, v, tau, mask, seed, a, b, c, p, normalized, config):
-        batch, heads, n, _ = q.shape
-        qn, kn = _normalized(q, k, tau)
-        out = torch.empty(batch, n, heads, v.shape[-1], dtype=v.dtype, device=v.device).transpose(1, 2)
-        inv_l = torch.empty(batch * heads, n, dtype=torch.float32, device=q.device)
-        rscale = torch.empty_like(inv_l)
-        constants = dict(**_sizes(q, v), BLOCK_M=config.forward_queries, BLOCK_N=config.forward_keys,
-                         HAS_MASK=mask is not None, DROPOUT=p > 0, NORMALIZED=normalized)
-        args = (qn, kn, v, _or(mask, q), _or(seed, q), out, inv_l, rscale, *_strides(v), *_strides(out),
-                n, heads, a, b, c, p, 1 / (1 - p), 1.0 / q.shape[-1])
-        grid = (tiles(n, config.forward_queries), batch * heads)
-        launch(_forward_kernel, grid, args, constants, config.forward_warps, config.stages)
+        out, inv_l, rscale = _forward(q, k, v, tau, mask, seed, a, b, c, p, normalized, config)
         ctx.save_for_backward(q, k, v, tau, mask, seed, out, inv_l, rscale)
         ctx.constants = (a, b, c, p, config)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        q, k, v, tau, mask, seed, out, inv_l, rscale = ctx.saved_tensors
-        a, b, c, p, config = ctx.constants
-        batch, heads, n, _ = q.shape
-        if dout.stride(-1) != 1:
-            dout = dout.contiguous()
-        qn, kn = _normalized(q, k, tau)
-        common = dict(**_sizes(q, v), HAS_MASK=mask is not None, DROPOUT=p > 0)
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        delta = torch.empty_like(inv_l)
-        query_tiles = tiles(n, config.query_grad_queries)
-        dtau = torch.empty(batch * heads, query_tiles, dtype=torch.float32, device=q.device)
-        masked, seeded = _or(mask, q), _or(seed, q)
-        atomic = config.atomic_query_grad and not torch.are_deterministic_algorithms_enabled()
-        g = torch.zeros(batch * heads, n, qn.shape[-1], dtype=torch.float32, device=q.device) if atomic else qn
-        query_args = (q, qn, kn, v, tau, masked, seeded, out, dout, inv_l, rscale, dq, delta, dtau, g,
-                      *_strides(q), *_strides(v), *_strides(out), *_strides(dout), *_strides(dq),
-                      n, heads, a, b, c, p, 1 / (1 - p))
-        query_constants = dict(common, BLOCK_M=config.query_grad_queries, BLOCK_N=config.query_grad_keys)
-        launch(_query_grad_kernel, (query_tiles, batch * heads), query_args, dict(query_constants, PHASE=int(atomic)),
-               config.backward_warps, config.stages)
-        args = (k, qn, kn, v, masked, seeded, dout, inv_l, delta, dk, dv, g,
-                *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
-                n, heads, a, b, c, p, 1 / (1 - p))
-        launch(_key_grad_kernel, (tiles(n, config.key_grad_keys), batch * heads), args,
-               dict(common, BLOCK_N=config.key_grad_keys, BLOCK_M=config.key_grad_queries, ATOMIC_DQ=atomic),
-               config.backward_warps, config.stages)
-        if atomic:
-            launch(_query_grad_kernel, (query_tiles, batch * heads), query_args, dict(query_constants, PHASE=2),
-                   config.backward_warps, config.stages)
-        dtau = dtau.view(batch, heads, query_tiles).sum((0, 2)).to(tau.dtype)
-        return dq, dk, dv, dtau, None, None, None, None, None, None, None, None
+        gradients = _backward(*ctx.saved_tensors, dout, *ctx.constants)
+        return *gradients, None, None, None, None, None, None, None, None
+
+
+# The compiled path: custom ops, which torch.compile keeps whole in its graph (it cannot trace an autograd.Function
+# that launches Triton kernels through ``launch``, and would break the graph there), so that CUDA graphs
+# (model.compile=reduce-overhead) capture the kernels with the rest of the step. The tiling travels as ints.
+@torch.library.custom_op("lra::taylorshift_direct", mutates_args=())
+def _direct_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor | None,
+               seed: torch.Tensor | None, a: float, b: float, c: float, p: float, normalized: bool,
+               config: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _forward(q, k, v, tau, mask, seed, a, b, c, p, normalized, config_from_fields(DirectConfig, config))
+
+
+@_direct_op.register_fake
+def _(q, k, v, tau, mask, seed, a, b, c, p, normalized, config):
+    return _forward_outputs(q, v)
+
+
+@torch.library.custom_op("lra::taylorshift_direct_backward", mutates_args=())
+def _direct_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tau: torch.Tensor,
+                        mask: torch.Tensor | None, seed: torch.Tensor | None, out: torch.Tensor, inv_l: torch.Tensor,
+                        rscale: torch.Tensor, dout: torch.Tensor, a: float, b: float, c: float, p: float,
+                        config: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _backward(q, k, v, tau, mask, seed, out, inv_l, rscale, dout, a, b, c, p,
+                     config_from_fields(DirectConfig, config))
+
+
+@_direct_backward_op.register_fake
+def _(q, k, v, tau, mask, seed, out, inv_l, rscale, dout, a, b, c, p, config):
+    return _backward_outputs(q, k, v, tau)
+
+
+def _direct_op_context(ctx, inputs, output) -> None:
+    q, k, v, tau, mask, seed, a, b, c, p, _, config = inputs
+    out, inv_l, rscale = output
+    ctx.mark_non_differentiable(inv_l, rscale)
+    ctx.save_for_backward(q, k, v, tau, mask, seed, out, inv_l, rscale)
+    ctx.constants = (a, b, c, p, config)
+
+
+def _direct_op_backward(ctx, dout, *_):
+    gradients = _direct_backward_op(*ctx.saved_tensors, dout, *ctx.constants)
+    return *gradients, None, None, None, None, None, None, None, None
+
+
+_direct_op.register_autograd(_direct_op_backward, setup_context=_direct_op_context)
 
 
 def _or(tensor: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
@@ -437,8 +506,11 @@ def fused_direct_taylorshift(
     seed = None
     if dropout > 0:
         seed = torch.randint(0, 2**30, (1,), device=q.device, dtype=torch.int64)
-    return _FusedDirect.apply(q, k, v, temperature.reshape(-1), mask, seed, float(a), float(b), float(c),
-                              float(dropout), output_normalized, config)
+    args = (q, k, v, temperature.reshape(-1), mask, seed, float(a), float(b), float(c), float(dropout),
+            output_normalized)
+    if torch.compiler.is_compiling():
+        return _direct_op(*args, config_fields(config))[0]
+    return _FusedDirect.apply(*args, config)
 
 
 def _check(q, k, v, temperature, mask) -> None:
