@@ -17,7 +17,8 @@ def main(cfg: DictConfig) -> None:
     settings = Settings(runs_dir=Path(cfg.runs_dir), bench_dir=Path(cfg.bench_dir), tables_dir=Path(cfg.tables_dir),
                         report=Path(cfg.report) if cfg.report else None, checkpoint=cfg.checkpoint,
                         wandb=cfg.wandb, figure_length=cfg.figure3.length, figure_device=cfg.figure3.device,
-                        analysis_dir=Path(cfg.analysis_dir) if cfg.analysis_dir else None)
+                        analysis_dir=Path(cfg.analysis_dir) if cfg.analysis_dir else None,
+                        not_run=dict(cfg.not_run or {}))
     try:
         written = build(settings)
     except (RecordError, ValueError) as error:

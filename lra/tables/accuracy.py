@@ -5,6 +5,8 @@ Missing cells read "not run".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lra.results.table import Table
 from lra.tables import published
 from lra.tables.cells import CHANCE_MARGIN, CHECKPOINTS, AccuracyResult, Cell, Row, in_column_order
@@ -69,7 +71,9 @@ def parameter_verdict(result: AccuracyResult, row: Row) -> str:
     return "10% rule: ok"
 
 
-def main_table(result: AccuracyResult) -> Table:
+def main_table(result: AccuracyResult, not_run: Mapping[str, str] | None = None) -> Table:
+    """LRA Table 1 with our rows; ``not_run``: why a task has no run of ours (task -> reason), a note under the
+    table while none of our rows has a cell for it."""
     title = "LRA Table 1: test accuracy (%), published and ours"
     table = Table(title, ["Model", "Source", *[TASK_TITLES[t] for t in TASKS], "Avg"])
     table.caption = (f"Ours: {CHECKPOINTS[result.checkpoint]}, mean ± sample std over seeds (n = finished runs); "
@@ -82,8 +86,18 @@ def main_table(result: AccuracyResult) -> Table:
     for row in result.rows:
         _our_rows(table, result, row)
     table.notes = [*published.LRA_TABLE1.notes, *[f"* {model}: {note}" for model, note in
-                                                  published.LRA_TABLE1.avg_notes.items()]]
+                                                  published.LRA_TABLE1.avg_notes.items()],
+                   *_not_run_notes(result, not_run or {})]
     return table
+
+
+def _not_run_notes(result: AccuracyResult, not_run: Mapping[str, str]) -> list[str]:
+    covered = {task for row in result.rows for task in row.cells}
+    unknown = sorted(set(not_run) - set(TASKS))
+    if unknown:
+        raise ValueError(f"tables not_run names unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
+    return [f"{TASK_TITLES[task]}: no run of ours: {reason}." for task, reason in not_run.items()
+            if task not in covered]
 
 
 def _our_rows(table: Table, result: AccuracyResult, row: Row) -> None:

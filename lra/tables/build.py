@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lra.results.bench import load_bench
@@ -29,6 +29,7 @@ class Settings:
     figure_length: int = 4096  # the benchmark length that places each backend in the Figure 3 view
     figure_device: str | None = None  # results/bench/<device>; None: the one with the most series there
     analysis_dir: Path | None = None  # python -m lra.analysis's files (a report section); None: none
+    not_run: dict[str, str] = field(default_factory=dict)  # task -> why none of our runs covers it (a table note)
 
 
 def load_runs(settings: Settings) -> list[Run]:
@@ -44,8 +45,8 @@ def build(settings: Settings, presets: PresetConfigs | None = None) -> list[Path
     points = load_bench(settings.bench_dir) if settings.bench_dir.is_dir() else []
     entries = efficiency.bench_entries(points) + efficiency.training_entries(result)
     figure3 = plots.figure3(rows, entries, settings.figure_length, settings.figure_device)
-    accuracy_tables = [accuracy.main_table(result), accuracy.reference_table(), accuracy.parameter_table(result),
-                       accuracy.runs_table(result)]
+    accuracy_tables = [accuracy.main_table(result, settings.not_run), accuracy.reference_table(),
+                       accuracy.parameter_table(result), accuracy.runs_table(result)]
     efficiency_tables = [*efficiency.bench_tables(entries), efficiency.published_table2(),
                          efficiency.training_table(entries)]
     notes = accuracy.protocol_notes(result)

@@ -57,8 +57,8 @@ def speed_section(inputs: ReportInputs) -> Section:
 
 def full_table_section(inputs: ReportInputs) -> Section:
     return Section("Every cell: LRA Table 1 in full, with each cell's protocol",
-                   tables=[accuracy.main_table(inputs.result)], notes=accuracy.protocol_notes(inputs.result),
-                   collapsed=True)
+                   tables=[accuracy.main_table(inputs.result, inputs.settings.not_run)],
+                   notes=accuracy.protocol_notes(inputs.result), collapsed=True)
 
 
 def reference_section(inputs: ReportInputs) -> Section:

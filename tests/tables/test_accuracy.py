@@ -299,3 +299,15 @@ def test_each_cell_says_what_its_timed_runs_took(records, presets: PresetConfigs
     assert note.endswith("training and validation took 2.7 min (m1, NVIDIA H200)")
     (row,) = accuracy.cell_rows(result)
     assert row[accuracy.CELL_FIELDS.index("fit_minutes")] == "2.67"
+
+
+def test_a_task_without_runs_says_why_until_a_run_covers_it(scenario: Path, presets: PresetConfigs) -> None:
+    result = result_of(scenario, presets)
+    covered = {task for row in result.rows for task in row.cells}
+    assert "listops" in covered and "retrieval" not in covered
+    reasons = {"retrieval": "its data cannot be downloaded here", "listops": "never shown: ListOps has runs"}
+    notes = accuracy.main_table(result, reasons).notes
+    assert "Retrieval: no run of ours: its data cannot be downloaded here." in notes
+    assert not [note for note in notes if "never shown" in note]
+    with pytest.raises(ValueError, match="unknown task"):
+        accuracy.main_table(result, {"imdb": "a typo"})
