@@ -15,7 +15,7 @@ import re
 import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -110,9 +110,11 @@ def config_from(bench: Mapping) -> BenchConfig:
     dtypes = [_choice("dtype", d, tuple(DTYPES)) for d in _as_list(bench["dtype"])]
     device = resolve_device(str(bench["device"]))
     name = bench.get("name") or (level if level == "loop" else f"{level}_{mode}")
+    shape = ModelShape(**bench.get("model", {}))
     return BenchConfig(
         level=level, mode=mode,
-        series=parse_series(bench["attention"]) if level != "loop" else [],
+        series=_labelled(parse_series(bench["attention"]), shape.compile if level == "model" else False)
+        if level != "loop" else [],
         lengths=sorted(set(_positive_ints("lengths", bench["lengths"]))),
         batch_size=_positive_ints("batch_size", bench["batch_size"])[0],
         heads=_positive_ints("heads", bench["heads"])[0],
@@ -120,13 +122,20 @@ def config_from(bench: Mapping) -> BenchConfig:
         dtypes=dtypes, device=device,
         timing=Settings(**bench.get("timing", {})),
         stop_above_ms=bench.get("stop_above_ms"), time_budget_s=bench.get("time_budget_s"),
-        shape=ModelShape(**bench.get("model", {})),
+        shape=shape,
         loop=_loop_settings(bench.get("loop", {})),
         out_dir=Path(bench.get("out_dir") or f"results/bench/{device_slug(device)}"),
         name=str(name),
         commit=_commit(bench.get("commit")),
         wandb=WandbSettings(**bench.get("wandb", {})),
     )
+
+
+def _labelled(series: list[Series], compile_mode: bool | str) -> list[Series]:
+    """A compiled model's series are labelled so (``+compile``): their rows must not pass for the eager ones."""
+    if compile_mode is False:
+        return series
+    return [replace(s, label=f"{s.label}+compile") for s in series]
 
 
 def _loop_settings(values: Mapping) -> loop.LoopSettings:
@@ -283,8 +292,11 @@ def summary_header(config: BenchConfig, rows: list[Row], command: str) -> list[s
     if config.level in ("layer", "model"):
         shape = config.shape
         layers = shape.layers if config.level == "model" else 1
+        compiled = {False: "eager", True: "torch.compile (default mode)"}.get(shape.compile,
+                                                                               f"torch.compile({shape.compile})")
         lines.append(f"Model: width heads x head_dim, {layers} layer(s), mlp {shape.mlp_dim}, dropout "
-                     f"{shape.dropout}; parameters fp32, bf16/fp16 under autocast")
+                     f"{shape.dropout}; parameters fp32, bf16/fp16 under autocast"
+                     + (f"; {compiled}, the optimizer step eager" if config.level == "model" else ""))
     return lines
 
 

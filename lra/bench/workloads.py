@@ -5,7 +5,9 @@ the backward pass from a fixed random output gradient (gradients of q, k, v and 
 parameters). ``layer``: one ``lra.model.encoder.Block`` of width H*d on (B, N, H*d) inputs; ``fwd_bwd``
 adds the backward pass into its parameters. ``model``: an ``LRAClassifier`` of width H*d on random
 token ids: forward (``fwd``, no gradients) or a full training step (``fwd_bwd``: forward, cross-entropy,
-backward, AdamW step). Parameters stay float32; bf16/fp16 run under autocast, as training does.
+backward, AdamW step). Parameters stay float32; bf16/fp16 run under autocast, as training does. With
+``bench.model.compile`` the model runs through ``torch.compile`` in that mode, as ``train.py`` compiles it
+(``reduce-overhead``: CUDA graphs, its choice on CUDA where every batch has one shape); the optimizer step stays eager.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from lra.bench.measure import Workload
 from lra.bench.series import Series
 from lra.data.base import TaskSpec
 from lra.model import LRAClassifier, ModelConfig
+from lra.model.config import COMPILE_MODES
 from lra.model.encoder import Block
 from lra.results.bench import Point
 
@@ -38,6 +41,21 @@ class ModelShape:
     dropout: float = 0.1
     vocab_size: int = 256
     num_classes: int = 2
+    compile: bool | str = False  # model level: torch.compile mode (true: its default mode); false: eager
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ValueError(f"bench.model.compile={self.compile!r}; valid: true, false, {', '.join(COMPILE_MODES)}")
+
+
+def compiled(model: torch.nn.Module, mode: bool | str) -> torch.nn.Module:
+    """``model`` through torch.compile in ``mode`` (true: the default mode), or itself when ``mode`` is false.
+    Dynamo's caches are reset first: every point builds a new model, and the recompilations of one forward would
+    otherwise reach Dynamo's limit and leave the later points eager."""
+    if mode is False:
+        return model
+    torch._dynamo.reset()
+    return torch.compile(model, mode=None if mode is True else mode)
 
 
 def build(point: Point, series: Series, device: torch.device, shape: ModelShape) -> Workload:
@@ -114,20 +132,21 @@ def _model(point: Point, series: Series, device: torch.device, shape: ModelShape
     config = ModelConfig(d_model=width, num_layers=shape.layers, num_heads=point.heads, mlp_dim=shape.mlp_dim,
                          dropout=shape.dropout)
     model = LRAClassifier(spec, config, series.backend, dict(series.options)).to(device)
+    forward = compiled(model, shape.compile)
     tokens = torch.randint(1, shape.vocab_size, (point.batch, point.length), device=device)
     labels = torch.randint(0, shape.num_classes, (point.batch,), device=device)
     if point.mode == "fwd":
         model.eval()
 
-        def forward() -> None:
+        def inference() -> None:
             with torch.no_grad(), precision(device, point.dtype):
-                model(tokens)
-        return Workload(forward, counts_setup=True)
+                forward(tokens)
+        return Workload(inference, counts_setup=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
 
     def train_step() -> None:
         with precision(device, point.dtype):
-            logits = model(tokens)
+            logits = forward(tokens)
         F.cross_entropy(logits.float(), labels).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

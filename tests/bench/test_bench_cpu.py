@@ -89,6 +89,18 @@ def test_layer_and_model_levels_report_throughput_against_softmax(tmp_path, leve
     assert "## Throughput, d=4, bf16" in markdown and "| softmax | 16 |" in markdown and "1.00x" in markdown
 
 
+def test_the_model_level_compiles_the_model_where_asked_and_labels_its_series(tmp_path):
+    paths = run_bench(tmp_path, ["bench.level=model", "bench.attention=[softmax]", "bench.head_dim=4",
+                                 "bench.dtype=fp32", "bench.lengths=[16]", "bench.model.layers=1",
+                                 "bench.model.mlp_dim=16", "bench.model.compile=true"])
+    _, rows = read_rows(paths["csv"])
+    assert [(r["series"], r["status"]) for r in rows] == [("softmax+compile", "ok")]
+    assert "torch.compile (default mode), the optimizer step eager" in paths["markdown"].read_text()
+    with pytest.raises(ValueError, match="bench.model.compile='fast'; valid: true, false, default"):
+        run_bench(tmp_path, ["bench.level=model", "bench.attention=[softmax]", "bench.model.compile=fast",
+                             "bench.lengths=[16]", "bench.dtype=fp32", "bench.timing.warmup=1"])
+
+
 TINY_LISTOPS = ("lra/listops model.d_model=16 model.qkv_dim=16 model.num_heads=2 model.num_layers=1 "
                 "model.mlp_dim=16 task.max_length=48 task.generator.min_length=8 task.generator.max_length=48 "
                 "task.generator.max_depth=3 task.num_train=64 task.num_val=8 task.num_test=8 task.batch_size=4 "
