@@ -8,6 +8,13 @@ released rules (``lra.data.generate.listops``) at the configured sizes, cached u
 (``listops/input_pipeline.py``): parentheses dropped, ``]`` kept as its own token, whitespace split;
 15 real tokens (ids 1..15, 0 = padding), truncated to ``max_length`` (2000), padded with 0.
 
+``tokenizer``: ``lra`` is that pipeline, LRA's since c209b2a (2021-03-04), which mapped ``]`` to ``X`` because
+its tokenizer removed non-alphanumeric characters. ``lra_2020`` is the pipeline before it, the code published
+with the paper (f866e43, 2020-11-02): ``tfds.deprecated.text.Tokenizer()`` keeps runs of letters and digits only,
+so ``[MAX 2 9 ]`` reads ``MAX 2 9``: the operators stay, every closing bracket, which says where an operand list
+ends, is gone. Its vocabulary (built from the training set) numbers the tokens in another order, which a learned
+embedding does not see; here they keep their ids.
+
 ``variant: taylorshift`` is TaylorShift's ListOps, served by ``lra.data.listops_taylorshift``.
 """
 
@@ -42,16 +49,15 @@ FETCH_HINT = (
 )
 
 
-def tokenize(expression: str, vocab_size: int, path: Path, line: int) -> list[int]:
-    ids = [TOKEN_ID.get(t, -1) for t in expression.replace("(", " ").replace(")", " ").split()]
-    if any(not 0 < i < vocab_size for i in ids):
-        bad = next(
-            t
-            for t in expression.replace("(", " ").replace(")", " ").split()
-            if not 0 < TOKEN_ID.get(t, -1) < vocab_size
-        )
+TOKENIZERS = ("lra", "lra_2020")  # task.tokenizer (module docstring)
+
+
+def tokenize(expression: str, vocab_size: int, path: Path, line: int, tokenizer: str = "lra") -> list[int]:
+    tokens = expression.replace("(", " ").replace(")", " ").split()
+    bad = next((t for t in tokens if not 0 < TOKEN_ID.get(t, -1) < vocab_size), None)
+    if bad is not None:
         raise DataError(f"{path}:{line}: unknown ListOps token {bad!r}")
-    return ids
+    return [TOKEN_ID[t] for t in tokens if tokenizer == "lra" or t != "]"]
 
 
 def read_tsv(path: Path) -> list[tuple[str, int]]:
@@ -79,13 +85,13 @@ def write_tsv(path: Path, examples: list[tuple[str, int]]) -> None:
 
 
 def encode(
-    examples: list[tuple[str, int]], max_length: int, vocab_size: int, path: Path
+    examples: list[tuple[str, int]], max_length: int, vocab_size: int, path: Path, tokenizer: str = "lra"
 ) -> dict[str, np.ndarray]:
     inputs = np.zeros((len(examples), max_length), dtype=np.uint8)
     lengths = np.zeros(len(examples), dtype=np.int32)
     labels = np.zeros(len(examples), dtype=np.int8)
     for i, (expression, label) in enumerate(examples):
-        ids = tokenize(expression, vocab_size, path, i + 2)[:max_length]
+        ids = tokenize(expression, vocab_size, path, i + 2, tokenizer)[:max_length]
         inputs[i, : len(ids)] = ids
         lengths[i] = len(ids)
         labels[i] = label
@@ -178,6 +184,7 @@ class ListOpsDataModule(PaddedTokenDataModule):
         generator: dict | None = None,
         generator_seed: int = 0,
         generator_workers: int | None = None,
+        tokenizer: str = "lra",
         name: str = "listops",
         **common,
     ):
@@ -186,6 +193,9 @@ class ListOpsDataModule(PaddedTokenDataModule):
             raise ValueError(f"task.variant={variant!r}: {type(self).__name__} serves variant {self.variant!r}")
         if source not in ("auto", "release", "generate"):
             raise ValueError(f"task.source must be auto, release or generate, not {source!r}")
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"task.tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
+        self.tokenizer = tokenizer
         self.source = source
         self.source_dir = Path(source_dir) if source_dir else None
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
@@ -224,21 +234,30 @@ class ListOpsDataModule(PaddedTokenDataModule):
             for split, path in self.source_files.items():
                 examples = read_tsv(path)
                 rows[split] = len(examples)
-                for field, array in encode(examples, self.max_length, self.spec.vocab_size, path).items():
+                encoded = encode(examples, self.max_length, self.spec.vocab_size, path, self.tokenizer)
+                for field, array in encoded.items():
                     writer.save(f"{split}.{field}", array)
-            self.source_label = self.folder_label(directory, rows)
+            self.source_label = self.tokenized_label(self.folder_label(directory, rows))
 
+        # the default tokenizer keeps the key it always had, so existing caches stay valid
+        tokenizer = {} if self.tokenizer == "lra" else {"tokenizer": self.tokenizer}
         prepared = cache.prepared(
             self.data_dir,
             "listops",
-            {"max_length": self.max_length, "variant": "lra"},
+            {"max_length": self.max_length, "variant": "lra", **tokenizer},
             list(self.source_files.values()),
             build,
             FORMAT_VERSION,
             describe=lambda: {"data_source": self.source_label},
         )
-        self.source_label = self.folder_label(directory, provenance.cached_rows(prepared))
+        self.source_label = self.tokenized_label(self.folder_label(directory, provenance.cached_rows(prepared)))
         return prepared
+
+    def tokenized_label(self, label: str) -> str:
+        """The data's label, with the tokenizer where it is not LRA's released one (the data then differs)."""
+        if self.tokenizer == "lra":
+            return label
+        return f"{label}; tokenized as LRA's 2020 pipeline (brackets dropped)"
 
     @staticmethod
     def folder_label(directory: Path, rows: dict[str, int]) -> str:

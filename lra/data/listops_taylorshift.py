@@ -87,6 +87,8 @@ class TaylorShiftListOpsDataModule(ListOpsDataModule):
         super().__init__(variant=variant, source=source, **options)
         if source == "release":
             raise ValueError("task.variant=taylorshift generates its data; task.source=release does not apply")
+        if self.tokenizer != "lra":
+            raise ValueError("task.variant=taylorshift generates token ids, not text: task.tokenizer does not apply")
         if self.generator.max_length > self.max_length:
             raise ValueError(
                 f"task.generator.max_length {self.generator.max_length} exceeds task.max_length "

@@ -21,7 +21,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 EXPERIMENTS = CONF / "experiment"
 PRESETS = sorted(p.relative_to(EXPERIMENTS).with_suffix("").as_posix() for p in EXPERIMENTS.rglob("*.yaml"))
 ATTENTIONS = sorted(p.stem for p in (CONF / "attention").glob("*.yaml") if p.stem != "custom")
-SOURCES = {"lra": "google-research/long-range-arena @cd31e5c", "taylorshift": "tobna/TaylorShift @b290faa"}
+SOURCES = {"lra": "google-research/long-range-arena @cd31e5c", "taylorshift": "tobna/TaylorShift @b290faa",
+           "lra_2020": "google-research/long-range-arena @f866e43"}
 # Task keys that presets use and that land with another branch; a preset using one skips until it has landed.
 PENDING_TASK_KEYS = {("listops", "variant"): "the TaylorShift ListOps variant (data branch, issue 10)"}
 
@@ -66,7 +67,16 @@ def test_presets_exist() -> None:
     expected = {f"lra/{t}" for t in ("listops", "text", "retrieval", "image", "pathfinder", "pathx")}
     expected |= {f"taylorshift/{t}" for t in ("listops", "text", "image", "pathfinder")}
     expected |= {f"recipe/{r}" for r in ("listops_performer", "listops_taylorshift", "pathfinder")}
+    expected |= {"lra_2020/listops"}
     assert set(PRESETS) == expected
+
+
+def test_the_paper_time_listops_differs_from_the_released_preset_in_its_tokenizer_alone() -> None:
+    released, paper_time = (OmegaConf.to_container(preset_config(p), resolve=True)
+                            for p in ("lra/listops", "lra_2020/listops"))
+    assert paper_time.pop("preset") == "lra_2020/listops" and released.pop("preset") == "lra/listops"
+    assert paper_time["task"].pop("tokenizer") == "lra_2020" and released["task"].pop("tokenizer") == "lra"
+    assert paper_time == released
 
 
 @pytest.mark.parametrize("preset", PRESETS)

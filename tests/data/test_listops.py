@@ -66,6 +66,32 @@ def test_release_tsv_is_tokenised_as_lras_pipeline(tmp_path: Path):
         "test 2,000)")
 
 
+def test_the_paper_time_tokenizer_drops_every_bracket_and_keeps_a_cache_of_its_own(tmp_path: Path):
+    """task.tokenizer=lra_2020: as tfds' Tokenizer of LRA's code at f866e43, only the operators and digits are
+    left ("[MAX 2 9 ]" reads "MAX 2 9"); the default's cache is not touched, the data label says which."""
+    write_release(tmp_path / "lra_release" / "listops-1000")
+    options = dict(source="release", source_dir=str(tmp_path / "lra_release"), max_length=12)
+    released, paper_time = (datamodule(tmp_path, tokenizer=tokenizer, **options) for tokenizer in ("lra", "lra_2020"))
+    for dm in (released, paper_time):
+        dm.prepare_data()
+        dm.setup()
+    assert released.cache_dir != paper_time.cache_dir
+    ids = {token: TOKEN_ID[token] for token in ("[MAX", "[MIN", "[SM", "[MED")}
+    batch = paper_time.splits["train"].__getitems__([0, 1, 2])
+    assert batch["inputs"][0].tolist()[:7] == [ids["[MAX"], 3, 10, ids["[MIN"], 5, 8, 0]
+    assert batch["inputs"][1].tolist()[:4] == [ids["[SM"], 6, 7, 0]
+    assert batch["labels"].tolist() == [9, 1, 3]
+    kept = released.splits["train"].__getitems__([0, 1, 2])["inputs"]
+    assert kept[kept != 0].tolist().count(TOKEN_ID["]"]) == 4 and TOKEN_ID["]"] not in batch["inputs"].tolist()
+    assert paper_time.describe_source()["data_source"].endswith(
+        "; tokenized as LRA's 2020 pipeline (brackets dropped)")
+    assert "tokenized" not in released.describe_source()["data_source"]
+    with pytest.raises(ValueError, match="task.tokenizer must be one of lra, lra_2020, not 'tfds'"):
+        datamodule(tmp_path, tokenizer="tfds")
+    with pytest.raises(ValueError, match="task.tokenizer does not apply"):
+        datamodule(tmp_path, variant="taylorshift", tokenizer="lra_2020")
+
+
 def test_only_the_released_row_counts_are_called_the_release(tmp_path: Path):
     """96,000 / 2,000 / 2,000 rows, and no generation.json: the release; the same cache reused says so too."""
     folder = tmp_path / "lra_release" / "listops-1000"
