@@ -122,3 +122,16 @@ ALL_FORM_IDS = [case[0] for case in ALL_FORMS]
 
 __all__ = ["ALL_FORMS", "ALL_FORM_IDS", "CASES", "CASE_IDS", "all_forms", "build", "defaults", "form_id", "forms",
            "gpu_forms", "memory_forms", "qkv", "subquadratic", "suffix_padding"]
+
+
+def eager_and_compiled(call, inputs: list[torch.Tensor], dout: torch.Tensor) -> list[list[torch.Tensor]]:
+    """``call(*inputs)`` run eager and under ``torch.compile(fullgraph=True, backend="aot_eager")`` (a graph break
+    fails it): for each, the output and the gradients of ``inputs`` from the output gradient ``dout``."""
+    torch._dynamo.reset()
+    results = []
+    for function in (call, torch.compile(call, fullgraph=True, backend="aot_eager")):
+        leaves = [t.detach().clone().requires_grad_() for t in inputs]
+        out = function(*leaves)
+        out.backward(dout)
+        results.append([out, *(x.grad for x in leaves)])
+    return results

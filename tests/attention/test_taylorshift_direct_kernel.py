@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from lra.attention.kernels import runtime  # imported before triton: it picks the interpreter
 from lra.attention.kernels import taylorshift_direct as td
+from tests.attention.cases import eager_and_compiled
 
 if not runtime.TRITON_AVAILABLE:
     pytest.skip("needs triton", allow_module_level=True)
@@ -162,14 +163,7 @@ def test_the_compiled_call_keeps_the_kernels_in_one_graph_and_matches_eager_unde
     def call(*inputs):
         return td.fused_direct_taylorshift(*inputs, mask, config=TINY)
 
-    torch._dynamo.reset()
-    results = []
-    for function in (call, torch.compile(call, fullgraph=True, backend="aot_eager")):
-        inputs = [t.detach().clone().requires_grad_() for t in (q, k, v, tau)]
-        out = function(*inputs)
-        out.backward(dout)
-        results.append([out, *(x.grad for x in inputs)])
-    for eager, compiled in zip(*results, strict=True):
+    for eager, compiled in zip(*eager_and_compiled(call, [q, k, v, tau], dout), strict=True):
         assert torch.equal(eager, compiled)
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from lra.attention.kernels import runtime
 from lra.attention.kernels import taylorshift as ts  # imported before triton: it picks the interpreter
+from tests.attention.cases import eager_and_compiled
 
 if not ts.TRITON_AVAILABLE:
     pytest.skip("needs triton", allow_module_level=True)
@@ -119,14 +120,7 @@ def test_the_compiled_call_keeps_the_kernels_in_one_graph_and_matches_eager_unde
     def call(*inputs):
         return ts.fused_taylorshift(*inputs, mask, config=tiny(16, split_rows=16))
 
-    torch._dynamo.reset()
-    results = []
-    for function in (call, torch.compile(call, fullgraph=True, backend="aot_eager")):
-        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
-        out = function(*inputs)
-        out.backward(dout)
-        results.append([out, *(x.grad for x in inputs)])
-    for eager, compiled in zip(*results, strict=True):
+    for eager, compiled in zip(*eager_and_compiled(call, [q, k, v], dout), strict=True):
         assert torch.equal(eager, compiled)
 
 
